@@ -1,0 +1,74 @@
+"""The ``behaviorvlm`` command.
+
+Each area of the package contributes its subcommands from its own ``commands`` module, which
+defines ``register(subparsers)`` (top-level subcommands) and optionally
+``register_bench(bench_subparsers)`` (``behaviorvlm bench ...`` targets). A handler is a function
+``(args) -> int`` stored with ``parser.set_defaults(func=...)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from napari_behaviorvlm import __version__
+
+__all__ = ["build_parser", "main"]
+
+COMMAND_MODULES = [
+    "napari_behaviorvlm.synth.commands",
+    "napari_behaviorvlm.demo",
+]
+
+
+class CommandError(Exception):
+    """An error the user can fix; printed without a traceback, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="behaviorvlm",
+        description="Few-shot multi-camera keypoints and behavior segments for mice.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    bench = subparsers.add_parser(
+        "bench", help="measure speed and accuracy (video, triangulate, pose, behavior)",
+        description="Benchmarks: each prints a table and can write --json FILE.",
+    )
+    bench_subparsers = bench.add_subparsers(dest="bench_target", metavar="TARGET")
+    bench.set_defaults(func=lambda args: _print_help(bench))
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        module.register(subparsers)
+        if hasattr(module, "register_bench"):
+            module.register_bench(bench_subparsers)
+    return parser
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished work was saved; rerun the same command to resume.",
+              file=sys.stderr)
+        return 130
+    except (CommandError, FileNotFoundError, FileExistsError, ValueError, OSError) as exc:
+        print(f"behaviorvlm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

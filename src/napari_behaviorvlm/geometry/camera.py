@@ -1,0 +1,304 @@
+"""Pinhole cameras with OpenCV distortion, and the anipose ``calibration.toml`` format.
+
+Conventions (the same as anipose and OpenCV):
+
+- ``matrix`` (3, 3) intrinsics in px; ``dist`` (5,) OpenCV coefficients ``k1 k2 p1 p2 k3``.
+- ``rvec`` (3,) Rodrigues rotation and ``tvec`` (3,) translation **world -> camera**:
+  ``X_cam = R @ X_world + t``; world units are millimetres.
+- ``size`` is ``(width, height)`` in px.
+- Image coordinates: x to the right, y down, origin at the top-left pixel's centre.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cv2
+import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+import tomli_w
+
+from napari_behaviorvlm.core.atomic import atomic_write_text
+
+__all__ = [
+    "CalibrationError", "Camera", "CameraGroup", "load_calibration", "look_at", "save_calibration",
+]
+
+
+class CalibrationError(ValueError):
+    """A calibration file or object is unreadable, inconsistent or implausible."""
+
+
+def _vec(n: int):
+    def convert(value) -> np.ndarray:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+        if arr.size != n:
+            raise CalibrationError(f"expected {n} values, got {arr.size}")
+        return arr
+
+    return convert
+
+
+def _matrix(value) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != (3, 3):
+        raise CalibrationError(f"camera matrix must be 3x3, got shape {arr.shape}")
+    return arr
+
+
+def _dist(value) -> np.ndarray:
+    arr = np.zeros(5)
+    values = np.asarray(value, dtype=np.float64).reshape(-1)
+    if values.size > 5:
+        raise CalibrationError(f"expected at most 5 distortion coefficients, got {values.size}")
+    arr[: values.size] = values
+    return arr
+
+
+@attrs.define(eq=False)
+class Camera:
+    """One calibrated camera (see module docstring for conventions)."""
+
+    name: str
+    size: tuple[int, int] = attrs.field(converter=lambda s: (int(s[0]), int(s[1])))
+    matrix: np.ndarray = attrs.field(converter=_matrix)
+    dist: np.ndarray = attrs.field(factory=lambda: np.zeros(5), converter=_dist)
+    rvec: np.ndarray = attrs.field(factory=lambda: np.zeros(3), converter=_vec(3))
+    tvec: np.ndarray = attrs.field(factory=lambda: np.zeros(3), converter=_vec(3))
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """(3, 3) rotation matrix world -> camera."""
+        return cv2.Rodrigues(self.rvec)[0]
+
+    @property
+    def extrinsics(self) -> np.ndarray:
+        """(3, 4) ``[R | t]``."""
+        return np.hstack([self.rotation, self.tvec[:, None]])
+
+    @property
+    def projection(self) -> np.ndarray:
+        """(3, 4) ``K [R | t]`` (ignores distortion)."""
+        return self.matrix @ self.extrinsics
+
+    @property
+    def center(self) -> np.ndarray:
+        """(3,) camera centre in world coordinates (mm)."""
+        return -self.rotation.T @ self.tvec
+
+    def world_to_camera(self, points: np.ndarray) -> np.ndarray:
+        """(..., 3) world mm -> (..., 3) camera-frame mm."""
+        points = np.asarray(points, dtype=np.float64)
+        return points @ self.rotation.T + self.tvec
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Project world points (..., 3) mm to distorted pixel coordinates (..., 2).
+
+        NaN inputs give NaN outputs. Points behind the camera give NaN.
+        """
+        points = np.asarray(points, dtype=np.float64)
+        flat = points.reshape(-1, 3)
+        out = np.full((flat.shape[0], 2), np.nan)
+        cam = self.world_to_camera(flat)
+        ok = np.isfinite(flat).all(axis=1) & (cam[:, 2] > 1e-9)
+        if ok.any():
+            proj, _ = cv2.projectPoints(flat[ok].reshape(-1, 1, 3), self.rvec, self.tvec,
+                                        self.matrix, self.dist)
+            out[ok] = proj.reshape(-1, 2)
+        return out.reshape(points.shape[:-1] + (2,))
+
+    def undistort(self, points: np.ndarray) -> np.ndarray:
+        """Distorted pixels (..., 2) -> normalized, undistorted image coordinates (..., 2)."""
+        points = np.asarray(points, dtype=np.float64)
+        flat = points.reshape(-1, 2)
+        out = np.full_like(flat, np.nan)
+        ok = np.isfinite(flat).all(axis=1)
+        if ok.any():
+            und = cv2.undistortPoints(
+                flat[ok].reshape(-1, 1, 2), self.matrix, self.dist,
+                criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12),
+            )
+            out[ok] = und.reshape(-1, 2)
+        return out.reshape(points.shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        """anipose ``calibration.toml`` section for this camera."""
+        return {
+            "name": self.name,
+            "size": [int(self.size[0]), int(self.size[1])],
+            "matrix": self.matrix.tolist(),
+            "distortions": self.dist.tolist(),
+            "rotation": self.rvec.tolist(),
+            "translation": self.tvec.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Camera:
+        try:
+            return cls(
+                name=str(data["name"]),
+                size=data["size"],
+                matrix=data["matrix"],
+                dist=data.get("distortions", np.zeros(5)),
+                rvec=data.get("rotation", np.zeros(3)),
+                tvec=data.get("translation", np.zeros(3)),
+            )
+        except KeyError as exc:
+            raise CalibrationError(f"camera section lacks the key {exc.args[0]!r}") from None
+
+
+@attrs.define(eq=False)
+class CameraGroup:
+    """Several calibrated cameras sharing one world frame (mm)."""
+
+    cameras: list[Camera] = attrs.field(converter=list)
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.cameras]
+
+    def __len__(self) -> int:
+        return len(self.cameras)
+
+    def __iter__(self):
+        return iter(self.cameras)
+
+    def __getitem__(self, key: int | str) -> Camera:
+        if isinstance(key, str):
+            for cam in self.cameras:
+                if cam.name == key:
+                    return cam
+            raise KeyError(f"no camera named {key!r}; cameras are {self.names}")
+        return self.cameras[key]
+
+    def subset(self, names: Iterable[str]) -> CameraGroup:
+        """The cameras named, in that order."""
+        return CameraGroup([self[n] for n in names], dict(self.metadata))
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """World points (..., 3) mm -> pixels (C, ..., 2) in every camera."""
+        return np.stack([cam.project(points) for cam in self.cameras])
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for i, cam in enumerate(self.cameras):
+            data[f"cam_{i}"] = cam.to_dict()
+        data["metadata"] = dict(self.metadata)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CameraGroup:
+        sections = [k for k in data if k != "metadata" and isinstance(data[k], dict)]
+        if not sections:
+            raise CalibrationError("no camera sections found (expected [cam_0], [cam_1], ...)")
+        cameras = []
+        for key in sorted(sections, key=_section_order):
+            try:
+                cameras.append(Camera.from_dict(data[key]))
+            except (CalibrationError, ValueError, TypeError) as exc:
+                raise CalibrationError(f"[{key}]: {exc}") from None
+        return cls(cameras, dict(data.get("metadata", {})))
+
+    # sleap-io interop -------------------------------------------------------
+    def to_sleap_io(self):
+        """Convert to a ``sleap_io.CameraGroup`` (same names, intrinsics, extrinsics)."""
+        import sleap_io as sio
+
+        return sio.CameraGroup(
+            cameras=[
+                sio.Camera(
+                    name=c.name, size=tuple(c.size), matrix=c.matrix.copy(), dist=c.dist.copy(),
+                    rvec=c.rvec.copy(), tvec=c.tvec.copy(),
+                )
+                for c in self.cameras
+            ],
+            metadata=dict(self.metadata),
+        )
+
+    @classmethod
+    def from_sleap_io(cls, group) -> CameraGroup:
+        """Build from a ``sleap_io.CameraGroup``."""
+        cameras = []
+        for i, c in enumerate(group.cameras):
+            size = c.size if c.size is not None else (0, 0)
+            cameras.append(Camera(name=c.name or f"cam_{i}", size=size, matrix=c.matrix,
+                                  dist=c.dist, rvec=c.rvec, tvec=c.tvec))
+        return cls(cameras, dict(getattr(group, "metadata", {}) or {}))
+
+
+def _section_order(key: str):
+    tail = key.rsplit("_", 1)[-1]
+    return (0, int(tail), key) if tail.isdigit() else (1, 0, key)
+
+
+def load_calibration(path: str | Path) -> CameraGroup:
+    """Read an anipose ``calibration.toml``.
+
+    Raises:
+        CalibrationError: the file is missing, not TOML, or a camera section is malformed; the
+            message names the file and the section.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CalibrationError(f"calibration file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"{path} is not a valid TOML calibration file: {exc}") from None
+    try:
+        return CameraGroup.from_dict(data)
+    except CalibrationError as exc:
+        raise CalibrationError(f"{path}: {exc}") from None
+
+
+def save_calibration(group: CameraGroup, path: str | Path) -> None:
+    """Write an anipose ``calibration.toml`` atomically."""
+    data = group.to_dict()
+    data["metadata"] = _toml_safe(data["metadata"])
+    atomic_write_text(path, tomli_w.dumps(data))
+
+
+def _toml_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _toml_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_toml_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def look_at(camera_position: Sequence[float], target: Sequence[float],
+            up: Sequence[float] = (0.0, 0.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Extrinsics ``(rvec, tvec)`` of a camera at ``camera_position`` looking at ``target`` (mm).
+
+    The image y axis points along ``-up`` projected on the image plane (world up is image up).
+    """
+    eye = np.asarray(camera_position, dtype=np.float64)
+    z = np.asarray(target, dtype=np.float64) - eye
+    z /= np.linalg.norm(z)
+    up = np.asarray(up, dtype=np.float64)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-9:
+        x = np.cross(z, np.array([0.0, 1.0, 0.0]))
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    rot = np.stack([x, y, z])
+    rvec = cv2.Rodrigues(rot)[0].reshape(3)
+    tvec = -rot @ eye
+    return rvec, tvec
