@@ -17,9 +17,7 @@ from napari_behaviorvlm import __version__
 
 __all__ = ["build_parser", "main"]
 
-COMMAND_MODULES = [
-    "napari_behaviorvlm.synth.commands",
-    "napari_behaviorvlm.demo",
+COMMAND_MODULES: list[str] = [
 ]
 
 
