@@ -18,6 +18,7 @@ from napari_behaviorvlm import __version__
 __all__ = ["build_parser", "main"]
 
 COMMAND_MODULES: list[str] = [
+    "napari_behaviorvlm.synth.commands",
 ]
 
 
