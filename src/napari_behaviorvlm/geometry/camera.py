@@ -28,10 +28,9 @@ else:  # pragma: no cover
 
 import tomli_w
 
-from napari_behaviorvlm.core.atomic import atomic_write_text
-
 __all__ = [
-    "CalibrationError", "Camera", "CameraGroup", "load_calibration", "look_at", "save_calibration",
+    "CalibrationError", "Camera", "CameraGroup", "camera_ring", "load_calibration", "look_at",
+    "save_calibration",
 ]
 
 
@@ -264,6 +263,9 @@ def load_calibration(path: str | Path) -> CameraGroup:
 
 def save_calibration(group: CameraGroup, path: str | Path) -> None:
     """Write an anipose ``calibration.toml`` atomically."""
+    # imported here: napari_behaviorvlm.core imports this module (Session holds a CameraGroup)
+    from napari_behaviorvlm.core.atomic import atomic_write_text
+
     data = group.to_dict()
     data["metadata"] = _toml_safe(data["metadata"])
     atomic_write_text(path, tomli_w.dumps(data))
@@ -302,3 +304,23 @@ def look_at(camera_position: Sequence[float], target: Sequence[float],
     rvec = cv2.Rodrigues(rot)[0].reshape(3)
     tvec = -rot @ eye
     return rvec, tvec
+
+
+def camera_ring(n_cameras: int = 6, radius: float = 600.0, height: float = 350.0,
+                target: Sequence[float] = (0.0, 0.0, 50.0), size: tuple[int, int] = (1280, 1024),
+                focal: float = 900.0,
+                dist: Sequence[float] = (-0.2, 0.05, 0.001, -0.001, 0.0)) -> CameraGroup:
+    """A synthetic rig: ``n_cameras`` cameras on a circle around an arena, all aimed at ``target``.
+
+    Cameras sit at ``radius`` mm from the vertical axis, evenly spaced in angle, at heights that
+    alternate around ``height`` mm (+-15%) so no two views are mirror images. Principal point at
+    the image centre; ``dist`` are OpenCV ``k1 k2 p1 p2 k3``. Used by tests and benchmarks.
+    """
+    cameras = []
+    for i in range(n_cameras):
+        angle = 2.0 * math.pi * i / n_cameras
+        z = height * (1.15 if i % 2 else 0.85)
+        rvec, tvec = look_at((radius * math.cos(angle), radius * math.sin(angle), z), target)
+        matrix = [[focal, 0.0, (size[0] - 1) / 2], [0.0, focal, (size[1] - 1) / 2], [0, 0, 1]]
+        cameras.append(Camera(f"cam{i}", size, matrix, dist, rvec, tvec))
+    return CameraGroup(cameras)

@@ -1,0 +1,86 @@
+"""Camera model: anipose toml and sleap-io round trips, undistortion, look_at."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_behaviorvlm.geometry.camera import (
+    CalibrationError,
+    CameraGroup,
+    camera_ring,
+    load_calibration,
+    look_at,
+    save_calibration,
+)
+
+
+@pytest.fixture
+def rig() -> CameraGroup:
+    group = camera_ring(4, dist=(-0.25, 0.07, 0.0012, -0.0007, 0.01))
+    group.metadata = {"board": "charuco", "error_px": 0.31, "note": None}
+    return group
+
+
+def test_toml_round_trip_is_exact(rig, tmp_path):
+    path = tmp_path / "calibration.toml"
+    save_calibration(rig, path)
+    loaded = load_calibration(path)
+    assert loaded.names == rig.names
+    for a, b in zip(rig, loaded):
+        assert a.size == b.size
+        for attr in ("matrix", "dist", "rvec", "tvec"):
+            np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr))
+    assert loaded.metadata == {"board": "charuco", "error_px": 0.31}  # None is dropped
+
+
+def test_shipped_anipose_file_loads(shared_datasets):
+    group = load_calibration(shared_datasets / "sleap-anipose-minimal-session" / "calibration.toml")
+    assert group.names == ["back", "mid", "side", "top"]
+    assert group["back"].size == (1280, 1024)
+    assert group["back"].dist[0] == pytest.approx(-0.2853406116327607)
+
+
+def test_bad_files_name_the_problem(tmp_path):
+    with pytest.raises(CalibrationError, match="not found"):
+        load_calibration(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[cam_0]\nname = 'a'\nsize = [10, 10]\n")
+    with pytest.raises(CalibrationError, match=r"cam_0.*matrix"):
+        load_calibration(bad)
+
+
+def test_sleap_io_round_trip(rig):
+    sio_group = rig.to_sleap_io()
+    assert [c.name for c in sio_group.cameras] == rig.names
+    back = CameraGroup.from_sleap_io(sio_group)
+    for a, b in zip(rig, back):
+        assert a.name == b.name and tuple(a.size) == tuple(b.size)
+        for attr in ("matrix", "dist", "rvec", "tvec"):
+            np.testing.assert_allclose(getattr(a, attr), getattr(b, attr), rtol=0, atol=1e-12)
+    # sleap-io's extrinsic matrix is our world -> camera [R | t]
+    np.testing.assert_allclose(np.asarray(sio_group.cameras[1].extrinsic_matrix)[:3],
+                               rig[1].extrinsics, atol=1e-12)
+
+
+def test_undistort_inverts_project(rig):
+    rng = np.random.default_rng(0)
+    points = rng.uniform([-150, -150, 0], [150, 150, 120], (500, 3))
+    for cam in rig:
+        pixels = cam.project(points)
+        normalized = cam.undistort(pixels)
+        cam_frame = cam.world_to_camera(points)
+        np.testing.assert_allclose(normalized, cam_frame[:, :2] / cam_frame[:, 2:], atol=1e-9)
+    assert np.isnan(rig[0].undistort(np.array([[np.nan, 1.0]]))).all()
+
+
+def test_look_at_points_the_optical_axis_at_the_target():
+    rvec, tvec = look_at((500.0, 100.0, 300.0), (0.0, 0.0, 50.0))
+    group = camera_ring(1)
+    cam = group[0]
+    cam.rvec, cam.tvec = rvec, tvec
+    np.testing.assert_allclose(cam.center, [500.0, 100.0, 300.0], atol=1e-9)
+    centre_px = cam.project(np.array([0.0, 0.0, 50.0]))
+    np.testing.assert_allclose(centre_px, cam.matrix[:2, 2], atol=1e-6)
+    # world up is image up: a point above the target is higher in the image (smaller y)
+    assert cam.project(np.array([0.0, 0.0, 100.0]))[1] < centre_px[1]
