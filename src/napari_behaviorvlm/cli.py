@@ -19,6 +19,7 @@ __all__ = ["build_parser", "main"]
 
 COMMAND_MODULES: list[str] = [
     "napari_behaviorvlm.synth.commands",
+    "napari_behaviorvlm.geometry.commands",
 ]
 
 

@@ -10,8 +10,8 @@ Conventions:
 - 3D points are ``(..., 3)`` world millimetres; NaN where fewer than 2 views were usable.
 
 Every function works on all points at once: the pixels are undistorted per camera in one OpenCV
-call, the DLT systems of every point are built as one ``(N, 2C, 4)`` array and each point's
-least-squares solution of ``A [X, 1]^T = 0`` comes from its 3 x 3 normal equations, solved in
+call, the DLT systems of every point are built column by column as ``(2C, N)`` arrays and each
+point's least-squares solution of ``A [X, 1]^T = 0`` comes from its 3 x 3 normal equations, solved in
 closed form for every point at once. World coordinates are centred and scaled on the cameras
 before solving (Hartley-style conditioning), so noise-free points come back to ~1e-9 mm.
 """
@@ -91,14 +91,18 @@ def _dlt(norm: np.ndarray, weights: np.ndarray, proj: np.ndarray, origin: np.nda
         (N, 3) world mm; NaN where fewer than ``min_views`` views have a positive weight.
     """
     valid = np.isfinite(norm).all(axis=-1) & (weights > 0)
-    w = np.where(valid, weights, 0.0)[..., None]
-    xy = np.where(valid[..., None], norm, 0.0)
-    p3 = proj[:, None, 2, :]
-    rows = np.concatenate([(xy[..., 0:1] * p3 - proj[:, None, 0, :]) * w,
-                           (xy[..., 1:2] * p3 - proj[:, None, 1, :]) * w], axis=0)  # (2K, N, 4)
-    m = np.einsum("knp,knq->pqn", rows, rows)  # (4, 4, N) = A^T A per point
-    a, b, c, d, e, f = m[0, 0], m[0, 1], m[0, 2], m[1, 1], m[1, 2], m[2, 2]
-    r0, r1, r2 = -m[0, 3], -m[1, 3], -m[2, 3]
+    w = np.where(valid, weights, 0.0)
+    x = np.where(valid, norm[..., 0], 0.0) * w
+    y = np.where(valid, norm[..., 1], 0.0) * w
+    # A's columns, each (2K, N): rows x * P3 - P1 then y * P3 - P2, scaled by the weight
+    cols = [np.concatenate([x * proj[:, 2, j, None] - w * proj[:, 0, j, None],
+                            y * proj[:, 2, j, None] - w * proj[:, 1, j, None]]) for j in range(4)]
+
+    def dot(i: int, j: int) -> np.ndarray:  # (A^T A)[i, j] for every point, (N,)
+        return np.einsum("kn,kn->n", cols[i], cols[j])
+
+    a, b, c, d, e, f = dot(0, 0), dot(0, 1), dot(0, 2), dot(1, 1), dot(1, 2), dot(2, 2)
+    r0, r1, r2 = -dot(0, 3), -dot(1, 3), -dot(2, 3)
     adj00, adj01, adj02 = d * f - e * e, c * e - b * f, b * e - c * d
     adj11, adj12, adj22 = a * f - c * c, b * c - a * e, a * d - b * b
     det = a * adj00 + b * adj01 + c * adj02
@@ -210,7 +214,6 @@ def triangulate_ransac(points2d, group: CameraGroup, threshold_px: float = 15.0,
     origin, scale = _conditioning(group)
     proj = _normalized_projections(group, origin, scale)
     norm = _undistort_all(flat, group)
-    n_pts = flat.shape[1]
 
     # hypothesis 0: all observed views. Points where every observed view is an inlier cannot be
     # beaten on inlier count, so the pair hypotheses only run on the others.
