@@ -106,3 +106,34 @@ def test_viewer_settings_roundtrip_without_secrets(make_tiny_project):
     assert seed_frames(project) == [2]
     with pytest.raises(ValueError):
         ViewerSettings(color_mode="rainbow")
+
+
+def test_confidence_colors_go_red_to_green():
+    from napari_behaviorvlm.core.labeling import confidence_colors, keypoint_colors
+
+    colors = confidence_colors([0.0, 0.5, 1.0, np.nan])
+    assert colors.shape == (4, 4)
+    assert colors[0, 0] > 0.8 and colors[0, 1] < 0.2  # red
+    assert colors[2, 1] > 0.7 and colors[2, 0] < 0.2  # green
+    assert colors[1, 0] > 0.9 and colors[1, 1] > 0.7  # yellow
+    assert np.allclose(colors[3, :3], colors[3, 0])  # grey for unknown
+    ramp = confidence_colors(np.linspace(0, 1, 11))
+    assert np.all(np.diff(ramp[:, 0] - ramp[:, 1]) < 0)  # steadily less red, more green
+    kc = keypoint_colors([0, 1, 12])
+    assert np.allclose(kc[0], kc[2]) and not np.allclose(kc[0], kc[1])
+
+
+def test_skeleton_text_roundtrip_and_errors():
+    from napari_behaviorvlm.core.labeling import skeleton_from_text, skeleton_text
+    from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
+
+    skel = default_qd_mouse_skeleton()
+    text = skeleton_text(skel)
+    back = skeleton_from_text(**text, name="qd_mouse")
+    assert back == skel
+    with pytest.raises(ValueError, match="edges line 1"):
+        skeleton_from_text("a\nb", edges="a b c")
+    with pytest.raises(ValueError, match="unknown keypoint"):
+        skeleton_from_text("a\nb", edges="a - z")
+    with pytest.raises(ValueError, match="regions line 2"):
+        skeleton_from_text("a\nb", regions="r: a\nb")

@@ -33,6 +33,8 @@ __all__ = [
     "ViewerSettings",
     "apply_human_label",
     "clear_label",
+    "confidence_colors",
+    "keypoint_colors",
     "hints_layer_data",
     "mark_seed_frame",
     "next_keypoint_to_label",
@@ -40,6 +42,8 @@ __all__ = [
     "remap_skeleton",
     "reprojection_hints",
     "seed_frames",
+    "skeleton_from_text",
+    "skeleton_text",
     "skeleton_vectors",
     "update_frame_geometry",
 ]
@@ -246,6 +250,51 @@ def skeleton_vectors(poses: PoseTable, skeleton: Skeleton, camera: str | int) ->
     return np.stack([start, delta], axis=1) if len(f) else np.zeros((0, 2, 3))
 
 
+def skeleton_text(skeleton: Skeleton) -> dict[str, str]:
+    """Editable text of a skeleton: ``keypoints`` (one per line), ``regions``
+    (``region: kp1, kp2`` lines), ``edges`` and ``symmetry`` (``kp1 - kp2`` lines)."""
+    return {
+        "keypoints": "\n".join(skeleton.keypoints),
+        "regions": "\n".join(f"{r}: {', '.join(ks)}" for r, ks in skeleton.regions.items()),
+        "edges": "\n".join(f"{a} - {b}" for a, b in skeleton.edges),
+        "symmetry": "\n".join(f"{a} - {b}" for a, b in skeleton.symmetry),
+    }
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _pairs(text: str, what: str) -> list[tuple[str, str]]:
+    pairs = []
+    for i, line in _lines(text):
+        parts = [p.strip() for p in line.split(" - ")] if " - " in line else line.split()
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(f"{what} line {i} ({line!r}): write two keypoint names as 'a - b'")
+        pairs.append((parts[0], parts[1]))
+    return pairs
+
+
+def skeleton_from_text(keypoints: str, regions: str = "", edges: str = "", symmetry: str = "",
+                       name: str = "custom") -> Skeleton:
+    """Parse the text of :func:`skeleton_text` back into a validated :class:`Skeleton`.
+
+    Raises:
+        ValueError: naming the section and line that is wrong.
+    """
+    kps = [line for _, line in _lines(keypoints)]
+    if not kps:
+        raise ValueError("the skeleton needs at least one keypoint (one name per line)")
+    region_map: dict[str, list[str]] = {}
+    for i, line in _lines(regions):
+        if ":" not in line:
+            raise ValueError(f"regions line {i} ({line!r}): write 'region: keypoint, keypoint'")
+        region, members = line.split(":", 1)
+        region_map[region.strip()] = [m.strip() for m in members.split(",") if m.strip()]
+    return Skeleton(kps, region_map, _pairs(edges, "edges"), _pairs(symmetry, "symmetric pairs"),
+                    name=name)
+
+
 def remap_skeleton(project: Project, skeleton: Skeleton) -> Project:
     """The project with a new skeleton; labels of keypoints kept by name, others dropped.
 
@@ -263,6 +312,37 @@ def remap_skeleton(project: Project, skeleton: Skeleton) -> Project:
             new.n_views[:, :, k_new] = old.n_views[:, :, k_old]
     return Project(session=project.session, skeleton=skeleton, poses=new,
                    segments=project.segments, settings=dict(project.settings))
+
+
+# low confidence red -> yellow -> green at full confidence (colour-blind safer than a hue wheel:
+# it also rises in lightness); NaN confidence is drawn grey
+CONFIDENCE_STOPS = np.array([[0.84, 0.15, 0.16], [0.99, 0.80, 0.18], [0.17, 0.75, 0.33]])
+MISSING_COLOR = np.array([0.6, 0.6, 0.6, 1.0])
+# 12 well separated colours (Tableau-like); repeated when a skeleton has more keypoints
+KEYPOINT_PALETTE = np.array([
+    [0.12, 0.47, 0.71], [1.00, 0.50, 0.05], [0.17, 0.63, 0.17], [0.84, 0.15, 0.16],
+    [0.58, 0.40, 0.74], [0.55, 0.34, 0.29], [0.89, 0.47, 0.76], [0.50, 0.50, 0.50],
+    [0.74, 0.74, 0.13], [0.09, 0.75, 0.81], [0.68, 0.78, 0.91], [1.00, 0.73, 0.47],
+])
+
+
+def confidence_colors(confidence: np.ndarray) -> np.ndarray:
+    """RGBA ``(N, 4)`` for confidences ``(N,)`` in 0..1 (clipped): red, yellow at 0.5, green at 1;
+    grey where NaN."""
+    conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
+    t = np.clip(np.nan_to_num(conf, nan=0.0), 0.0, 1.0) * (len(CONFIDENCE_STOPS) - 1)
+    lo = np.minimum(t.astype(int), len(CONFIDENCE_STOPS) - 2)
+    frac = (t - lo)[:, None]
+    rgb = CONFIDENCE_STOPS[lo] * (1 - frac) + CONFIDENCE_STOPS[lo + 1] * frac
+    out = np.column_stack([rgb, np.ones(len(conf))])
+    out[np.isnan(conf)] = MISSING_COLOR
+    return out
+
+
+def keypoint_colors(keypoint_index: np.ndarray) -> np.ndarray:
+    """RGBA ``(N, 4)``: a fixed colour per keypoint index (same in every camera and session)."""
+    idx = np.asarray(keypoint_index, dtype=int).reshape(-1) % len(KEYPOINT_PALETTE)
+    return np.column_stack([KEYPOINT_PALETTE[idx], np.ones(len(idx))])
 
 
 @attrs.define

@@ -1,0 +1,311 @@
+"""Keypoint layers: one Points layer per camera, kept in step with the project's pose table.
+
+Thin over :mod:`napari_behaviorvlm.core.labeling`: the layers show what the pose table holds and
+turn the user's clicks, drags and deletions into :func:`apply_human_label` /
+:func:`clear_label` calls. Per camera, four layers share one grid cell (``viewer.grid.stride``):
+
+``<cam>`` image, ``<cam> skeleton`` (Vectors), ``<cam> hints`` (reprojection hints),
+``<cam> keypoints`` (Points: data ``[frame, y, x]``; features keypoint, individual, confidence,
+source, reprojection_error, flagged, reasons).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from napari.layers import Points, Vectors
+from napari.utils.events import Event
+
+from napari_behaviorvlm.core.labeling import (
+    ViewerSettings, apply_human_label, clear_label, confidence_colors, hints_layer_data,
+    keypoint_colors, next_keypoint_to_label, points_layer_data, reprojection_hints,
+    skeleton_vectors,
+)
+from napari_behaviorvlm.napari.project_state import ProjectState
+
+__all__ = ["KeypointLayers", "LAYERS_PER_CAMERA"]
+
+LAYERS_PER_CAMERA = 4
+FLAG_BORDER = np.array([1.0, 0.0, 0.0, 1.0])
+PLAIN_BORDER = np.array([0.05, 0.05, 0.05, 1.0])
+ROLE_KEY = "behaviorvlm"
+
+
+def _action_name(event: Event) -> str:
+    action = getattr(event, "action", None)
+    return str(getattr(action, "value", action))
+
+
+class KeypointLayers:
+    """The keypoint, hint and skeleton layers of every camera of ``state.project``.
+
+    Args:
+        viewer: The napari viewer.
+        state: The open project.
+        settings: What to show (color mode, names, skeleton, hints, current keypoint).
+        image_layers: The camera image layers, in the session's camera order (they are placed
+            in the grid with their camera's layers); None when there are no images.
+        on_edit: Called with the frames a user edit changed (after the pose table is updated).
+    """
+
+    def __init__(self, viewer: Any, state: ProjectState, settings: ViewerSettings,
+                 image_layers: Sequence[Any] | None = None,
+                 on_edit: Callable[[list[int]], None] | None = None) -> None:
+        self.viewer = viewer
+        self.state = state
+        self.settings = settings
+        self.on_edit = on_edit
+        self.images = list(image_layers or [])
+        self.points: dict[str, Points] = {}
+        self.hints: dict[str, Points] = {}
+        self.skeleton: dict[str, Vectors] = {}
+        self._index: dict[str, np.ndarray] = {}
+        self._removing: dict[str, list[tuple[int, int, int]]] = {}
+        self._updating = False
+        self._editable = True
+        poses = state.project.poses
+        if settings.current_keypoint not in poses.keypoint_names:
+            settings.current_keypoint = poses.keypoint_names[0]
+        if settings.individual not in poses.individual_names:
+            settings.individual = poses.individual_names[0]
+        self._build()
+        viewer.dims.events.current_step.connect(self._on_step)
+
+    # ----------------------------------------------------------------- building
+    @property
+    def poses(self):
+        return self.state.project.poses
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self.poses.camera_names)
+
+    def _point_size(self, camera: str) -> float:
+        calib = self.state.project.session.calibration
+        if calib is not None and camera in calib.names:
+            w, h = calib[camera].size
+            if min(w, h) > 0:
+                return max(3.0, 0.025 * min(w, h))
+        return 5.0
+
+    def _build(self) -> None:
+        for cam in self.cameras:
+            size = self._point_size(cam)
+            meta = {ROLE_KEY: {"camera": cam}}
+            self.skeleton[cam] = self.viewer.add_vectors(
+                np.zeros((0, 2, 3)), ndim=3, name=f"{cam} skeleton", edge_width=max(1.0, size / 4),
+                edge_color="white", opacity=0.7, vector_style="line",
+                visible=self.settings.show_skeleton, metadata={**meta, "role": "skeleton"},
+            )
+            self.hints[cam] = self.viewer.add_points(
+                np.zeros((0, 3)), ndim=3, name=f"{cam} hints", symbol="cross", size=size * 1.4,
+                face_color="cyan", border_width=0, opacity=0.9, visible=self.settings.show_hints,
+                metadata={**meta, "role": "hints"},
+            )
+            self.hints[cam].editable = False
+            layer = self.viewer.add_points(
+                np.zeros((0, 3)), ndim=3, name=f"{cam} keypoints", size=size,
+                border_width=0.12, border_width_is_relative=True,
+                metadata={**meta, "role": "keypoints"},
+                text={"string": "{keypoint}", "size": 8, "color": "white",
+                      "anchor": "upper_left", "visible": self.settings.show_names},
+            )
+            layer.events.data.connect(lambda event, cam=cam: self._on_data(cam, event))
+            self.points[cam] = layer
+        self.arrange()
+        self.refresh()
+
+    def layers(self) -> list[Any]:
+        """Every layer managed here plus the images, in grid order."""
+        out = []
+        for i, cam in enumerate(self.cameras):
+            if i < len(self.images):
+                out.append(self.images[i])
+            out += [self.skeleton[cam], self.hints[cam], self.points[cam]]
+        return out
+
+    def arrange(self) -> None:
+        """Order layers camera by camera and put each camera's layers in one grid cell."""
+        desired = [layer for layer in self.layers() if layer in self.viewer.layers]
+        for target, layer in enumerate(desired):
+            current = self.viewer.layers.index(layer)
+            if current != target:
+                self.viewer.layers.move(current, target)
+        self.viewer.grid.stride = LAYERS_PER_CAMERA if self.images else LAYERS_PER_CAMERA - 1
+        self.viewer.grid.enabled = len(self.cameras) > 1
+
+    def remove(self) -> None:
+        """Take every layer managed here (not the images) out of the viewer."""
+        self.viewer.dims.events.current_step.disconnect(self._on_step)
+        for group in (self.points, self.hints, self.skeleton):
+            for layer in group.values():
+                if layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
+        self.points, self.hints, self.skeleton = {}, {}, {}
+
+    # ----------------------------------------------------------------- refresh
+    @property
+    def current_frame(self) -> int:
+        return int(self.viewer.dims.current_step[0])
+
+    def refresh(self) -> None:
+        """Redraw every camera's keypoints and skeleton from the pose table, then the hints."""
+        self._updating = True
+        try:
+            for cam in self.cameras:
+                self._refresh_points(cam)
+                if self.settings.show_skeleton:
+                    self.skeleton[cam].data = skeleton_vectors(
+                        self.poses, self.state.project.skeleton, cam)
+        finally:
+            self._updating = False
+        self.refresh_hints()
+
+    def _colors(self, cam: str) -> np.ndarray:
+        feats = self.points[cam].features
+        if self.settings.color_mode == "keypoint":
+            return keypoint_colors(self._index[cam][:, 2])
+        return confidence_colors(feats["confidence"].to_numpy())
+
+    def _refresh_points(self, cam: str) -> None:
+        layer = self.points[cam]
+        table = points_layer_data(self.poses, cam)
+        self._index[cam] = table.index
+        layer.selected_data = set()
+        layer.data = table.data
+        layer.features = table.features
+        n = len(table.data)
+        if n:
+            flagged = table.features["flagged"].to_numpy()
+            layer.face_color = self._colors(cam)
+            layer.border_color = np.where(flagged[:, None], FLAG_BORDER, PLAIN_BORDER)
+            layer.border_width = np.where(flagged, 0.35, 0.12)
+            layer.text.refresh(layer.features)
+        layer.feature_defaults = {
+            "keypoint": self.settings.current_keypoint, "individual": self.settings.individual,
+            "confidence": 1.0, "source": "human", "reprojection_error": np.nan,
+            "flagged": False, "reasons": "",
+        }
+
+    def refresh_hints(self) -> None:
+        """Reprojection hints for the current frame (keypoints labeled in >= 2 other views)."""
+        if not self.settings.show_hints or not self.hints:
+            return
+        frame = self.current_frame
+        if not 0 <= frame < self.poses.n_frames:
+            return
+        hints = reprojection_hints(self.state.project, frame)
+        for cam in self.cameras:
+            data, feats = hints_layer_data(self.poses, hints, cam, frame)
+            layer = self.hints[cam]
+            layer.data = data
+            layer.features = feats
+            if len(data):
+                layer.face_color = keypoint_colors(feats["keypoint"].cat.codes.to_numpy())
+
+    def _on_step(self, event: Event | None = None) -> None:
+        self.refresh_hints()
+
+    # ----------------------------------------------------------------- display settings
+    def set_color_mode(self, mode: str) -> None:
+        """``"confidence"`` or ``"keypoint"``."""
+        if mode not in ("confidence", "keypoint"):
+            raise ValueError(f"color mode must be confidence or keypoint, not {mode!r}")
+        self.settings.color_mode = mode
+        for cam in self.cameras:
+            if len(self.points[cam].data):
+                self.points[cam].face_color = self._colors(cam)
+
+    def set_show_names(self, show: bool) -> None:
+        self.settings.show_names = bool(show)
+        for layer in self.points.values():
+            layer.text.visible = bool(show)
+
+    def set_show_skeleton(self, show: bool) -> None:
+        self.settings.show_skeleton = bool(show)
+        for layer in self.skeleton.values():
+            layer.visible = bool(show)
+        if show:
+            self.refresh()
+
+    def set_show_hints(self, show: bool) -> None:
+        self.settings.show_hints = bool(show)
+        for layer in self.hints.values():
+            layer.visible = bool(show)
+        self.refresh_hints()
+
+    def set_current_keypoint(self, keypoint: str | int) -> None:
+        """The keypoint the next click labels."""
+        k = self.poses.keypoint_index(keypoint)
+        self.settings.current_keypoint = self.poses.keypoint_names[k]
+        for layer in self.points.values():
+            layer.feature_defaults = {**layer.feature_defaults.iloc[0].to_dict(),
+                                      "keypoint": self.settings.current_keypoint}
+
+    def step_keypoint(self, step: int = 1) -> str:
+        """Move the labeling cursor ``step`` keypoints on (wrapping); returns its name."""
+        names = self.poses.keypoint_names
+        k = (names.index(self.settings.current_keypoint) + step) % len(names)
+        self.set_current_keypoint(k)
+        return names[k]
+
+    def set_editable(self, editable: bool) -> None:
+        """Lock (during a run) or unlock the keypoint layers."""
+        self._editable = bool(editable)
+        for layer in self.points.values():
+            if not editable:
+                layer.mode = "pan_zoom"
+            layer.editable = bool(editable)
+
+    # ----------------------------------------------------------------- user edits
+    def _key(self, cam: str, row: int) -> tuple[int, int, int]:
+        f, m, k = self._index[cam][row]
+        return int(f), int(m), int(k)
+
+    def _on_data(self, cam: str, event: Event) -> None:
+        if self._updating:
+            return
+        action = _action_name(event)
+        layer = self.points[cam]
+        indices = [int(i) for i in getattr(event, "data_indices", ())]
+        project = self.state.project
+        frames: set[int] = set()
+        if action == "removing":
+            self._removing[cam] = [self._key(cam, i) for i in indices if i < len(self._index[cam])]
+            return
+        if action == "changed":
+            for i in indices:
+                f, m, k = self._key(cam, i)
+                _, y, x = layer.data[i]
+                apply_human_label(project, cam, f, m, k, (float(x), float(y)))
+                frames.add(f)
+        elif action == "added":
+            n = len(layer.data)
+            for i in indices:
+                row = i % n
+                f = int(round(layer.data[row, 0]))
+                if not 0 <= f < self.poses.n_frames:
+                    continue
+                _, y, x = layer.data[row]
+                apply_human_label(project, cam, f, self.settings.individual,
+                                  self.settings.current_keypoint, (float(x), float(y)))
+                frames.add(f)
+                nxt = next_keypoint_to_label(self.poses, cam, f, self.settings.individual,
+                                             self.settings.current_keypoint)
+                if nxt is not None:
+                    self.settings.current_keypoint = self.poses.keypoint_names[nxt]
+        elif action == "removed":
+            for f, m, k in self._removing.pop(cam, []):
+                clear_label(project, cam, f, m, k)
+                frames.add(f)
+        else:
+            return
+        # rebuilding a layer from inside its own data event would fight napari's bookkeeping
+        # (selection, highlight): do it right after the event on the Qt loop
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, self.refresh)
+        if frames and self.on_edit is not None:
+            self.on_edit(sorted(frames))
