@@ -1,0 +1,143 @@
+"""Merge captioned clips into labeled segments (the local, deterministic merger).
+
+Per animal, in time order:
+
+1. adjacent clips with the same label (and target), or with labels in one ``compatible``
+   group, join into one bout; a joined bout takes the label covering most of its frames;
+2. bouts shorter than ``min_bout_s`` are absorbed: into both neighbours when those agree
+   (A-b-A becomes A), else into the longer neighbour; shortest bouts first;
+3. each bout becomes a :class:`~napari_behaviorvlm.core.segments.Segment` with source
+   ``"model"``, score = frame-weighted mean clip confidence, caption = the caption of its longest
+   clip.
+
+The LLM merger (same input and output) is :class:`~napari_behaviorvlm.behavior.vlm_backend.LLMMerger`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import attrs
+
+from napari_behaviorvlm.behavior.captions import Caption
+from napari_behaviorvlm.behavior.overseg import Clip
+from napari_behaviorvlm.core.segments import Segment
+
+__all__ = ["Bout", "LocalMerger", "bouts_from_clips"]
+
+
+@attrs.define
+class Bout:
+    """A run of clips of one animal being merged (frames ``start..end`` inclusive)."""
+
+    start: int
+    end: int
+    subject: str
+    label: str
+    target: str
+    caption: str
+    frames_by_label: dict[str, int]
+    conf_frames: float  # sum of confidence x frames over clips with a finite confidence
+    conf_weight: int
+    longest: int  # frames of the clip whose caption is kept
+
+    @property
+    def n_frames(self) -> int:
+        return self.end - self.start + 1
+
+    def absorb(self, other: Bout) -> None:
+        """Take ``other`` (adjacent) into this bout; the label stays this bout's unless a
+        majority of frames says otherwise (decided by the caller through ``relabel``)."""
+        self.start, self.end = min(self.start, other.start), max(self.end, other.end)
+        for k, v in other.frames_by_label.items():
+            self.frames_by_label[k] = self.frames_by_label.get(k, 0) + v
+        self.conf_frames += other.conf_frames
+        self.conf_weight += other.conf_weight
+        if other.longest > self.longest:
+            self.caption, self.longest = other.caption, other.longest
+
+    def relabel_by_majority(self, allowed: Sequence[str]) -> None:
+        best = max(allowed, key=lambda k: (self.frames_by_label.get(k, 0), k == self.label))
+        self.label = best
+
+    def to_segment(self) -> Segment:
+        score = self.conf_frames / self.conf_weight if self.conf_weight else math.nan
+        return Segment(start=self.start, end=self.end, label=self.label, subject=self.subject,
+                       target=self.target, caption=self.caption, source="model", score=score)
+
+
+def bouts_from_clips(clips: Sequence[Clip], captions: Sequence[Caption]) -> dict[str, list[Bout]]:
+    """One bout per clip, grouped by subject and sorted by start."""
+    if len(clips) != len(captions):
+        raise ValueError(f"{len(clips)} clips but {len(captions)} captions")
+    out: dict[str, list[Bout]] = {}
+    for clip, cap in zip(clips, captions):
+        finite = not math.isnan(cap.confidence)
+        out.setdefault(clip.subject, []).append(Bout(
+            start=clip.start, end=clip.end, subject=clip.subject, label=cap.label,
+            target=cap.target, caption=cap.text(), frames_by_label={cap.label: clip.n_frames},
+            conf_frames=cap.confidence * clip.n_frames if finite else 0.0,
+            conf_weight=clip.n_frames if finite else 0, longest=clip.n_frames,
+        ))
+    for bouts in out.values():
+        bouts.sort(key=lambda b: b.start)
+    return out
+
+
+@attrs.define
+class LocalMerger:
+    """Deterministic merger (see the module docstring).
+
+    Attributes:
+        min_bout_s: bouts shorter than this (seconds) are absorbed by their neighbours.
+        compatible: groups of labels merged as one when adjacent, e.g. ``[("walk", "run")]``.
+    """
+
+    min_bout_s: float = 0.5
+    compatible: list[tuple[str, ...]] = attrs.field(factory=list)
+
+    def _group(self, label: str) -> tuple[str, ...]:
+        for group in self.compatible:
+            if label in group:
+                return tuple(group)
+        return (label,)
+
+    def _join_same(self, bouts: list[Bout]) -> list[Bout]:
+        out: list[Bout] = []
+        for b in bouts:
+            prev = out[-1] if out else None
+            if (prev is not None and prev.target == b.target
+                    and b.label in self._group(prev.label) and prev.end + 1 >= b.start):
+                group = self._group(prev.label)
+                prev.absorb(b)
+                prev.relabel_by_majority(group)
+            else:
+                out.append(attrs.evolve(b, frames_by_label=dict(b.frames_by_label)))
+        return out
+
+    def merge(self, clips: Sequence[Clip], captions: Sequence[Caption], fps: float) -> list[Segment]:
+        """Segments (source ``"model"``) from clips and their captions, sorted by subject, start."""
+        min_len = max(1, int(round(self.min_bout_s * fps)))
+        segments: list[Segment] = []
+        for _subject, bouts in sorted(bouts_from_clips(clips, captions).items()):
+            bouts = self._join_same(bouts)
+            while len(bouts) > 1:
+                i = min(range(len(bouts)), key=lambda k: (bouts[k].n_frames, k))
+                if bouts[i].n_frames >= min_len:
+                    break
+                left = bouts[i - 1] if i > 0 else None
+                right = bouts[i + 1] if i + 1 < len(bouts) else None
+                if left is not None and right is not None and left.label == right.label \
+                        and left.target == right.target:
+                    left.absorb(bouts[i])
+                    left.absorb(right)
+                    del bouts[i:i + 2]
+                    continue
+                into = left if right is None or (left is not None and left.n_frames >= right.n_frames) else right
+                label, target = into.label, into.target
+                into.absorb(bouts[i])
+                into.label, into.target = label, target
+                del bouts[i]
+            segments.extend(b.to_segment() for b in bouts)
+        return segments
