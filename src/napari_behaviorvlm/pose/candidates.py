@@ -1,0 +1,251 @@
+"""Stage 0: detect quantum-dot (QD) candidates in one grayscale view.
+
+A QD marker shows up as a small bright, roughly Gaussian glow. Detection:
+
+1. white top-hat with a disc of diameter ``2 * max_radius + 1`` px: removes the background,
+   the body silhouette and any bright structure wider than a dot (broad reflections);
+2. a light Gaussian blur (``smooth_sigma`` px) against sensor noise and compression artifacts;
+3. a threshold at ``max(min_peak, snr * noise)``, where ``noise`` is a robust (MAD) estimate
+   of the top-hat image's noise;
+4. local maxima above the threshold; two maxima of one blob are two dots (merged dots are
+   split) when they are at least ``min_separation`` px apart and the intensity between them
+   dips below ``split_ratio`` of the weaker peak, otherwise one dot;
+5. each maximum is checked in a window of radius ``max_radius``: area above the threshold
+   (``min_area``..``max_area`` px²), elongation (ratio of the principal axes of the
+   Gaussian-weighted second moments, ``max_elongation``: streaks are rejected) and sharpness
+   (``min_sharpness``: broad reflections are rejected);
+6. each kept maximum gets a subpixel position from a Gaussian (log-parabola) fit over its 3x3
+   neighbourhood, falling back to an intensity-weighted centroid where the peak is flat
+   (saturated).
+
+Coordinates follow the package convention: ``x`` to the right, ``y`` down, in px, origin at the
+top-left pixel's centre.
+"""
+
+from __future__ import annotations
+
+import attrs
+import cv2
+import numpy as np
+
+__all__ = ["CandidateParams", "Candidates", "detect_candidates"]
+
+
+@attrs.define(frozen=True)
+class CandidateParams:
+    """Parameters of :func:`detect_candidates` (px and grey levels of an 8-bit image).
+
+    Attributes:
+        max_radius: Largest dot radius in px; wider bright structures are removed by the top-hat.
+        smooth_sigma: Gaussian blur in px applied after the top-hat (0 disables it).
+        min_peak: Smallest accepted peak height above the local background (grey levels).
+        snr: Threshold in multiples of the robust noise estimate (the larger one wins).
+        min_area: Smallest component area in px² (smaller ones are noise specks).
+        max_area: Largest component area in px² (larger ones are reflections or flares).
+        max_elongation: Largest ratio of the principal axes (streaks are rejected).
+        min_sharpness: Smallest ratio of the top-hat peak to the peak's contrast against a
+            ring of radius ``max_radius + 2`` in the raw image (broad reflections keep only
+            a small cap after the top-hat and fall below it).
+        min_separation: Smallest distance in px between the two peaks of a merged pair.
+        split_ratio: A component is split when the intensity between two of its peaks dips
+            below this fraction of the weaker peak.
+        max_candidates: At most this many candidates are kept (the brightest).
+    """
+
+    max_radius: int = 5
+    smooth_sigma: float = 0.8
+    min_peak: float = 25.0
+    snr: float = 6.0
+    min_area: int = 3
+    max_area: int = 60
+    max_elongation: float = 1.8
+    min_sharpness: float = 0.6
+    min_separation: float = 2.5
+    split_ratio: float = 0.97
+    max_candidates: int = 64
+
+
+@attrs.define(eq=False)
+class Candidates:
+    """The QD candidates of one view.
+
+    Attributes:
+        xy: float64 ``(N, 2)`` subpixel positions ``x, y`` in px.
+        peak: float32 ``(N,)`` peak height above the local background (grey levels).
+        area: int32 ``(N,)`` area in px² of the (split) component above the threshold.
+    """
+
+    xy: np.ndarray = attrs.field(factory=lambda: np.zeros((0, 2)))
+    peak: np.ndarray = attrs.field(factory=lambda: np.zeros(0, dtype=np.float32))
+    area: np.ndarray = attrs.field(factory=lambda: np.zeros(0, dtype=np.int32))
+
+    def __len__(self) -> int:
+        return int(len(self.xy))
+
+    def subset(self, index: np.ndarray) -> Candidates:
+        """The candidates at ``index`` (an int array or a bool mask)."""
+        return Candidates(self.xy[index], self.peak[index], self.area[index])
+
+
+_KERNELS: dict[int, np.ndarray] = {}
+
+
+def _disc(radius: int) -> np.ndarray:
+    if radius not in _KERNELS:
+        size = 2 * radius + 1
+        _KERNELS[radius] = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    return _KERNELS[radius]
+
+
+def _noise_sigma(image: np.ndarray) -> float:
+    """Robust noise estimate (grey levels) from the MAD of a subsample."""
+    sample = image[::5, ::5].ravel()
+    med = float(np.median(sample))
+    return 1.4826 * float(np.median(np.abs(sample - med))) + 1e-3
+
+
+def detect_candidates(image: np.ndarray, params: CandidateParams | None = None) -> Candidates:
+    """Detect QD dots in one grayscale view.
+
+    Args:
+        image: ``(H, W)`` uint8 image (other dtypes are clipped to 0..255); an ``(H, W, 3)``
+            color image is converted to gray.
+        params: Detection parameters (defaults when None).
+
+    Returns:
+        The candidates, brightest first.
+
+    Raises:
+        ValueError: the image is not 2D grayscale or 3-channel color.
+    """
+    params = params or CandidateParams()
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] in (3, 4):
+        img = cv2.cvtColor(np.ascontiguousarray(img[..., :3]).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    if img.ndim != 2:
+        raise ValueError(f"detect_candidates needs a (H, W) grayscale image, got shape {img.shape}")
+    if img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    r = int(params.max_radius)
+    hat = cv2.morphologyEx(img, cv2.MORPH_TOPHAT, _disc(r)).astype(np.float32)
+    if params.smooth_sigma > 0:
+        hat = cv2.GaussianBlur(hat, (0, 0), params.smooth_sigma)
+    noise = _noise_sigma(hat)
+    thr = max(0.5 * float(params.min_peak), params.snr * noise)
+    peak_thr = max(float(params.min_peak), thr)
+    dil = cv2.dilate(hat, np.ones((3, 3), np.uint8))
+    ys, xs = np.nonzero((hat >= dil) & (hat >= peak_thr))
+    if ys.size == 0:
+        return Candidates()
+    vals = hat[ys, xs]
+    if ys.size > 4 * params.max_candidates:
+        top = np.argsort(-vals)[: 4 * params.max_candidates]
+        ys, xs, vals = ys[top], xs[top], vals[top]
+    keep = _suppress_plateaus(xs, ys, vals, hat, params, dip=3.0 * noise)
+    ys, xs, vals = ys[keep], xs[keep], vals[keep]
+
+    # windows (N, 2r+1, 2r+1) around every peak of the top-hat image and of the raw image
+    pad = r + 3
+    hat_p = cv2.copyMakeBorder(hat, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    img_p = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    off = np.arange(-r, r + 1)
+    wy = (ys + pad)[:, None, None] + off[None, :, None]
+    wx = (xs + pad)[:, None, None] + off[None, None, :]
+    win = hat_p[wy, wx]
+    # each window pixel belongs to its nearest peak, so a neighbouring (merged) dot does not count
+    gy, gx = wy - pad, wx - pad
+    nearest = np.full(win.shape, np.inf)
+    for j in range(ys.size):
+        nearest = np.minimum(nearest, (gy - ys[j]) ** 2 + (gx - xs[j]) ** 2)
+    dyy, dxx = np.meshgrid(off, off, indexing="ij")
+    own = (dxx ** 2 + dyy ** 2)[None] <= nearest
+    above = (win > thr) & own
+    area = above.sum(axis=(1, 2)).astype(np.int32)
+    wmass = above.astype(np.float64)
+    total = wmass.sum(axis=(1, 2)) + 1e-9
+    mx = (wmass * dxx).sum(axis=(1, 2)) / total
+    my = (wmass * dyy).sum(axis=(1, 2)) / total
+    cxx = (wmass * dxx ** 2).sum(axis=(1, 2)) / total - mx ** 2 + 1.0 / 12
+    cyy = (wmass * dyy ** 2).sum(axis=(1, 2)) / total - my ** 2 + 1.0 / 12
+    cxy = (wmass * dxx * dyy).sum(axis=(1, 2)) / total - mx * my
+    half_tr = 0.5 * (cxx + cyy)
+    disc = np.sqrt(np.maximum(half_tr ** 2 - (cxx * cyy - cxy ** 2), 0.0))
+    elong = np.sqrt((half_tr + disc) / np.maximum(half_tr - disc, 0.05))
+    # a dot stands out of its raw surroundings about as much as out of the top-hat: a broad
+    # reflection keeps only its cap in the top-hat image
+    ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    ring_r = r + 2
+    ry = np.round(ring_r * np.sin(ang)).astype(int)
+    rx = np.round(ring_r * np.cos(ang)).astype(int)
+    ring = img_p[(ys + pad)[:, None] + ry[None], (xs + pad)[:, None] + rx[None]].astype(np.float32)
+    contrast = img_p[ys + pad, xs + pad].astype(np.float32) - np.median(ring, axis=1)
+    sharp = vals / np.maximum(contrast, 1.0)
+    ok = ((area >= params.min_area) & (area <= params.max_area)
+          & (elong <= params.max_elongation) & (sharp >= params.min_sharpness))
+    if not ok.any():
+        return Candidates()
+    ys, xs, vals, area = ys[ok], xs[ok], vals[ok], area[ok]
+    xy = _subpixel(hat_p, xs + pad, ys + pad) - pad
+    order = np.argsort(-vals, kind="stable")[: params.max_candidates]
+    return Candidates(xy[order], vals[order].astype(np.float32), area[order])
+
+
+def _suppress_plateaus(xs, ys, vals, hat, params: CandidateParams, dip: float) -> np.ndarray:
+    """Indices of the local maxima that are distinct dots (strongest first per pair).
+
+    Two maxima closer than ``min_separation`` are one dot; two farther apart are one dot too
+    unless the intensity between them dips below ``split_ratio`` of the weaker and by at least
+    ``dip`` grey levels (merged dots).
+    """
+    n = xs.size
+    order = np.argsort(-vals, kind="stable")
+    kept: list[int] = []
+    reach = 2.0 * params.max_radius + 1
+    for i in order:
+        x, y, v = int(xs[i]), int(ys[i]), float(vals[i])
+        separate = True
+        for j in kept:
+            dx, dy = int(xs[j]) - x, int(ys[j]) - y
+            d2 = dx * dx + dy * dy
+            if d2 > reach * reach:
+                continue
+            if d2 < params.min_separation ** 2:
+                separate = False
+                break
+            steps = int(max(abs(dx), abs(dy))) + 1
+            t = np.linspace(0.0, 1.0, steps + 1)
+            line = hat[np.round(y + t * dy).astype(int), np.round(x + t * dx).astype(int)]
+            weaker = min(v, float(vals[j]))
+            if float(line.min()) > min(params.split_ratio * weaker, weaker - dip):
+                separate = False
+                break
+        if separate:
+            kept.append(int(i))
+    return np.asarray(sorted(kept), dtype=int) if n else np.zeros(0, dtype=int)
+
+
+def _subpixel(hat_p: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` subpixel peak positions (padded coordinates) by a log-parabola (Gaussian) fit
+    over the 3x3 neighbourhood; an intensity-weighted 5x5 centroid where the peak is flat."""
+    c = hat_p[ys, xs].astype(np.float64)
+    l, rr = hat_p[ys, xs - 1].astype(np.float64), hat_p[ys, xs + 1].astype(np.float64)
+    u, d = hat_p[ys - 1, xs].astype(np.float64), hat_p[ys + 1, xs].astype(np.float64)
+    eps = 1e-3
+    lc, ll, lr, lu, ld = (np.log(np.maximum(v, eps)) for v in (c, l, rr, u, d))
+    den_x, den_y = ll - 2 * lc + lr, lu - 2 * lc + ld
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dx = np.where(den_x < -1e-6, 0.5 * (ll - lr) / den_x, np.nan)
+        dy = np.where(den_y < -1e-6, 0.5 * (lu - ld) / den_y, np.nan)
+    good = (np.minimum.reduce([l, rr, u, d]) > eps) & (np.abs(dx) <= 0.75) & (np.abs(dy) <= 0.75)
+    out = np.stack([xs + np.where(good, dx, 0.0), ys + np.where(good, dy, 0.0)], axis=1)
+    bad = np.flatnonzero(~good)
+    if bad.size:
+        off = np.arange(-2, 3)
+        wy = ys[bad, None, None] + off[None, :, None]
+        wx = xs[bad, None, None] + off[None, None, :]
+        win = hat_p[wy, wx].astype(np.float64)
+        win = np.clip(win - 0.3 * win.max(axis=(1, 2), keepdims=True), 0, None)
+        tot = win.sum(axis=(1, 2)) + 1e-9
+        out[bad, 0] = xs[bad] + (win * off[None, None, :]).sum(axis=(1, 2)) / tot
+        out[bad, 1] = ys[bad] + (win * off[None, :, None]).sum(axis=(1, 2)) / tot
+    return out

@@ -1,0 +1,639 @@
+"""The few-shot pose pipeline over a whole session: from seed frames to every frame.
+
+:func:`run_labeling` names the QD dots of every frame not yet done, in order outward from the
+seed frames, and writes model labels, 3D points, confidences and flags into the project's
+:class:`~napari_behaviorvlm.core.pose.PoseTable`. Human and seed labels are never overwritten.
+
+Order and temporal context. The frames between two seed frames are split at the midpoint: the
+first half is labeled forward from the earlier seed, the second half backward from the later
+one (frames before the first seed backward from it, after the last seed forward). Each frame's
+*rolling window* is the ``window`` frames just before it in its direction, read from the pose
+table at that moment: a human correction made (and retriangulated with
+:func:`retriangulate_frame`) enters the window at once, and a resumed run sees exactly what an
+uninterrupted one would have, so cancel + resume gives the same result. The split points depend
+only on the seed frames.
+
+Prediction. With ``use_refinement`` (the full pipeline) each keypoint's 3D position is
+predicted from the window (constant velocity, damped by ``velocity_damping``; the last known
+position with a growing uncertainty when the keypoint was missed; a rigid fit of the latest
+full pose onto the keypoints that are known when it was never seen in the window) and
+reprojected into every view with its uncertainty in px. Without it (the ablations), each view
+is tracked on its own from its 2D labels.
+
+Per frame: candidates in every view (stage 0, :mod:`.candidates`), stages 1-3 per view by the
+reasoner (:mod:`.reasoner`), stage 4 over the views (:mod:`.refine`), then the results are
+merged into the pose table and the frame is recorded as done in ``project.settings``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from napari_behaviorvlm.core.pose import Flag, Source
+from napari_behaviorvlm.core.project import Project
+from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
+from napari_behaviorvlm.pose.reasoner import LocalReasoner, Reasoner, ViewContext, ViewExample, label_view
+from napari_behaviorvlm.pose.refine import RefineParams, refine_frame, score_frame
+
+__all__ = [
+    "LabelingConfig",
+    "LabelingReport",
+    "SETTINGS_KEY",
+    "done_frames",
+    "labeling_order",
+    "make_reasoner",
+    "retriangulate_frame",
+    "run_labeling",
+]
+
+SETTINGS_KEY = "pose_labeling"
+BACKENDS = ("local", "vlm", "hybrid")
+
+FrameSource = Callable[[int, int], np.ndarray]
+
+
+def _backend(value: str) -> str:
+    value = str(value).lower()
+    if value not in BACKENDS:
+        raise ValueError(f"unknown labeling backend {value!r}; choose one of {', '.join(BACKENDS)}")
+    return value
+
+
+@attrs.define
+class LabelingConfig:
+    """How :func:`run_labeling` works.
+
+    Attributes:
+        backend: ``"local"`` (geometry, no network), ``"vlm"`` (a vision-language model names
+            the candidates of every region) or ``"hybrid"`` (local, and the model only where the
+            local margin is small).
+        vlm: The model endpoint (``napari_behaviorvlm.vlm.VLMConfig``) for vlm/hybrid.
+        window: Frames in the rolling window.
+        candidates: Stage-0 detection parameters.
+        refine: Stage-4 and flag thresholds.
+        use_regions: Stages 1-2 per body region (False: every keypoint matched at once).
+        use_refinement: 3D prediction and stage 4 (False: views tracked independently, plain
+            triangulation).
+        velocity_damping: Fraction of the last frame-to-frame velocity carried forward.
+        hybrid_margin: Hybrid asks the model about a region whose smallest margin is below this.
+        cache_dir: On-disk answer cache of the VLM client (None: the client's default).
+    """
+
+    backend: str = attrs.field(default="local", converter=_backend)
+    vlm: Any = None
+    window: int = 5
+    candidates: CandidateParams = attrs.field(factory=CandidateParams)
+    refine: RefineParams = attrs.field(factory=RefineParams)
+    use_regions: bool = True
+    use_refinement: bool = True
+    velocity_damping: float = 0.8
+    hybrid_margin: float = 2.0
+    cache_dir: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe description stored in the project's settings (no secrets)."""
+        out: dict[str, Any] = {
+            "backend": self.backend,
+            "window": self.window,
+            "use_regions": self.use_regions,
+            "use_refinement": self.use_refinement,
+            "candidates": attrs.asdict(self.candidates),
+            "refine": attrs.asdict(self.refine),
+        }
+        if self.vlm is not None:
+            out["vlm"] = {"base_url": getattr(self.vlm, "base_url", None),
+                          "model": getattr(self.vlm, "model", None),
+                          "api_key_env": getattr(self.vlm, "api_key_env", None)}
+        return out
+
+
+@attrs.define(eq=False)
+class LabelingReport:
+    """What a :func:`run_labeling` call did.
+
+    Attributes:
+        frames_done: Frames labeled by this call, in processing order.
+        frames_skipped: Frames already done (kept) or seed frames.
+        n_todo: Frames this call set out to label.
+        seconds: Wall time of the call.
+        cancelled: ``should_stop`` ended the call early (finished frames are kept).
+        view_frames: Views labeled (frames x cameras).
+        vlm_calls: Model calls made (cache hits excluded); ``vlm_usage`` the client's counters.
+        n_changed, n_dropped: Stage-4 label changes and labels dropped as "missing".
+        n_flagged: Model labels flagged in the frames done.
+    """
+
+    frames_done: list[int] = attrs.field(factory=list)
+    frames_skipped: int = 0
+    n_todo: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+    view_frames: int = 0
+    vlm_calls: int = 0
+    vlm_usage: dict[str, Any] = attrs.field(factory=dict)
+    n_changed: int = 0
+    n_dropped: int = 0
+    n_flagged: int = 0
+
+    @property
+    def frames_per_second(self) -> float:
+        return len(self.frames_done) / self.seconds if self.seconds > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "frames_done": len(self.frames_done), "frames_skipped": self.frames_skipped,
+            "n_todo": self.n_todo, "seconds": round(self.seconds, 3), "cancelled": self.cancelled,
+            "frames_per_second": round(self.frames_per_second, 2) if self.seconds > 0 else None,
+            "view_frames": self.view_frames, "vlm_calls": self.vlm_calls,
+            "vlm_usage": self.vlm_usage, "n_changed": self.n_changed,
+            "n_dropped": self.n_dropped, "n_flagged": self.n_flagged,
+        }
+
+
+# --------------------------------------------------------------------------- bookkeeping
+def _ranges(frames: Sequence[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for f in sorted(set(int(x) for x in frames)):
+        if out and f == out[-1][1] + 1:
+            out[-1][1] = f
+        else:
+            out.append([f, f])
+    return out
+
+
+def done_frames(project: Project) -> set[int]:
+    """Frames a labeling run has finished (recorded in ``project.settings``)."""
+    spans = project.settings.get(SETTINGS_KEY, {}).get("done", [])
+    return {f for a, b in spans for f in range(int(a), int(b) + 1)}
+
+
+def _mark_done(project: Project, frames: set[int], config: LabelingConfig) -> None:
+    entry = project.settings.setdefault(SETTINGS_KEY, {})
+    entry["done"] = _ranges(frames)
+    entry["config"] = config.summary()
+
+
+def _seeds(project: Project) -> list[int]:
+    from napari_behaviorvlm.core.labeling import seed_frames
+
+    return seed_frames(project)
+
+
+def labeling_order(n_frames: int, seeds: Sequence[int], frames: Sequence[int] | None = None
+                   ) -> list[tuple[int, list[int]]]:
+    """Runs of frames to label, each ``(direction, frames in processing order)``.
+
+    ``direction`` is +1 (forward from an earlier seed) or -1 (backward from a later one). The
+    gap between two seeds is split at its midpoint. Only ``frames`` (all when None) minus the
+    seeds are listed.
+    """
+    seeds = sorted(set(int(s) for s in seeds))
+    if not seeds:
+        raise ValueError("no seed frames: label at least one frame by hand (3 spread over the "
+                         "session are recommended) and mark it as a seed")
+    wanted = set(range(n_frames)) if frames is None else {int(f) for f in frames}
+    wanted -= set(seeds)
+    runs: list[tuple[int, list[int]]] = []
+
+    def add(direction: int, seq: range) -> None:
+        sel = [f for f in seq if f in wanted]
+        if sel:
+            runs.append((direction, sel))
+
+    add(-1, range(seeds[0] - 1, -1, -1))
+    for a, b in zip(seeds[:-1], seeds[1:]):
+        mid = (a + b) // 2
+        add(+1, range(a + 1, mid + 1))
+        add(-1, range(b - 1, mid, -1))
+    add(+1, range(seeds[-1] + 1, n_frames))
+    return runs
+
+
+def make_reasoner(config: LabelingConfig) -> Reasoner:
+    """The reasoner of ``config.backend``."""
+    if config.backend == "local":
+        return LocalReasoner(use_regions=config.use_regions)
+    from napari_behaviorvlm.pose.vlm_reasoner import HybridReasoner, VLMReasoner
+
+    if config.vlm is None:
+        raise ValueError(f"backend {config.backend!r} needs a model endpoint: pass --base-url "
+                         "and --model (LabelingConfig.vlm)")
+    vlm = VLMReasoner.from_config(config.vlm, use_regions=config.use_regions,
+                                  cache_dir=config.cache_dir)
+    if config.backend == "vlm":
+        return vlm
+    return HybridReasoner(local=LocalReasoner(use_regions=config.use_regions), vlm=vlm,
+                          margin=config.hybrid_margin)
+
+
+# --------------------------------------------------------------------------- frames
+def _default_frame_source(project: Project) -> FrameSource:
+    from napari_behaviorvlm.video.session_io import open_session_videos
+
+    videos = open_session_videos(project.session)
+
+    def read(camera: int, frame: int) -> np.ndarray:
+        img = np.asarray(videos[camera][frame])
+        return img if img.ndim == 2 else img[..., 0]
+
+    return read
+
+
+def _as_frame_source(frame_source: Any, project: Project) -> FrameSource:
+    if frame_source is None:
+        return _default_frame_source(project)
+    if callable(frame_source):
+        return frame_source
+    videos = list(frame_source)
+
+    def read(camera: int, frame: int) -> np.ndarray:
+        img = np.asarray(videos[camera][frame])
+        return img if img.ndim == 2 else img[..., 0]
+
+    return read
+
+
+# --------------------------------------------------------------------------- prediction
+def _kabsch(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation R and translation t with ``dst ~ src @ R.T + t`` (least squares)."""
+    cs, cd = src.mean(axis=0), dst.mean(axis=0)
+    u, _, vt = np.linalg.svd((src - cs).T @ (dst - cd))
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return rot, cd - cs @ rot.T
+
+
+def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
+               reference: list[np.ndarray], damping: float) -> tuple[np.ndarray, np.ndarray]:
+    """Temporal 3D prediction of every keypoint at ``frame``.
+
+    Args:
+        points3d: ``(F, M, K, 3)`` mm, the pose table's 3D points.
+        frame, direction: The frame to predict and the side the window is on (+1: before).
+        window: Window length in frames.
+        reference: Full poses ``(M, K, 3)`` (seed frames) for the rigid fill.
+        damping: Fraction of the velocity carried forward.
+
+    Returns:
+        ``(M, K, 3)`` mm prediction (NaN = none) and ``(M, K)`` mm uncertainty.
+    """
+    n_frames, n_ind, n_kp = points3d.shape[:3]
+    idx = [frame - direction * i for i in range(1, window + 1)]
+    idx = [i for i in idx if 0 <= i < n_frames]
+    pred = np.full((n_ind, n_kp, 3), np.nan)
+    sigma = np.full((n_ind, n_kp), np.nan)
+    if idx:
+        win = points3d[idx]  # (W, M, K, 3), most recent first
+        ok = np.isfinite(win).all(axis=-1)
+        x1 = win[0]
+        have1 = ok[0]
+        if len(idx) > 1:
+            vel = win[0] - win[1]
+            have2 = ok[0] & ok[1]
+        else:
+            vel = np.zeros_like(x1)
+            have2 = np.zeros_like(have1)
+        speed = np.linalg.norm(np.nan_to_num(vel), axis=-1)
+        pred = np.where(have2[..., None], x1 + damping * vel, np.where(have1[..., None], x1, np.nan))
+        sigma = np.where(have2, 1.5 + 0.5 * speed, np.where(have1, 4.0, np.nan))
+        # missed recently: last known position, uncertainty growing with staleness
+        for s in range(1, len(idx)):
+            fill = ~np.isfinite(pred).all(axis=-1) & ok[s]
+            pred[fill] = win[s][fill]
+            sigma[fill] = 4.0 + 3.0 * s
+    for m in range(n_ind):
+        missing = ~np.isfinite(pred[m]).all(axis=-1)
+        if not missing.any():
+            continue
+        known = ~missing
+        for ref in reference:
+            both = known & np.isfinite(ref[m]).all(axis=-1)
+            fillable = missing & np.isfinite(ref[m]).all(axis=-1)
+            if both.sum() >= 3 and fillable.any():
+                rot, t = _kabsch(ref[m][both], pred[m][both])
+                pred[m][fillable] = ref[m][fillable] @ rot.T + t
+                sigma[m][fillable] = 12.0
+                missing &= ~fillable
+                if not missing.any():
+                    break
+    return pred, sigma
+
+
+def predict_2d(points2d: np.ndarray, frame: int, direction: int, window: int, damping: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-view 2D prediction from the window's 2D labels (no cross-view information).
+
+    Args:
+        points2d: ``(C, F, M, K, 2)`` px.
+
+    Returns:
+        ``(C, M, K, 2)`` px prediction (NaN = none) and ``(C, M, K)`` px uncertainty.
+    """
+    n_frames = points2d.shape[1]
+    idx = [frame - direction * i for i in range(1, window + 1)]
+    idx = [i for i in idx if 0 <= i < n_frames]
+    shape = points2d.shape[:1] + points2d.shape[2:4]
+    if not idx:
+        return np.full(shape + (2,), np.nan), np.full(shape, np.nan)
+    win = points2d[:, idx]  # (C, W, M, K, 2)
+    ok = np.isfinite(win).all(axis=-1)
+    x1 = win[:, 0]
+    have1 = ok[:, 0]
+    if len(idx) > 1:
+        vel = win[:, 0] - win[:, 1]
+        have2 = ok[:, 0] & ok[:, 1]
+    else:
+        vel = np.zeros_like(x1)
+        have2 = np.zeros_like(have1)
+    speed = np.linalg.norm(np.nan_to_num(vel), axis=-1)
+    pred = np.where(have2[..., None], x1 + damping * vel, np.where(have1[..., None], x1, np.nan))
+    sigma = np.where(have2, 2.0 + 0.5 * speed, np.where(have1, 5.0, np.nan))
+    for s in range(1, len(idx)):
+        fill = ~np.isfinite(pred).all(axis=-1) & ok[:, s]
+        pred[fill] = win[:, s][fill]
+        sigma[fill] = 5.0 + 4.0 * s
+    return pred, sigma
+
+
+# --------------------------------------------------------------------------- per frame
+@attrs.define(eq=False)
+class _Runner:
+    project: Project
+    config: LabelingConfig
+    reasoner: Reasoner
+    read: FrameSource
+    ref_peak: np.ndarray | None = None
+    reference: list[np.ndarray] = attrs.field(factory=list)
+    cand_cache: dict[tuple[int, int], Candidates] = attrs.field(factory=dict)
+
+    @property
+    def group(self):
+        return self.project.session.calibration
+
+    def candidates(self, camera: int, frame: int) -> Candidates:
+        key = (camera, frame)
+        if key not in self.cand_cache:
+            self.cand_cache[key] = detect_candidates(self.read(camera, frame), self.config.candidates)
+        return self.cand_cache[key]
+
+    def prefetch(self, frames: Sequence[int]) -> None:
+        """Detect candidates of ``frames`` in every view, reading each video in frame order."""
+        for c in range(self.project.poses.n_cameras):
+            for f in sorted(frames):
+                self.candidates(c, f)
+
+    def forget(self, frames: Sequence[int]) -> None:
+        for c in range(self.project.poses.n_cameras):
+            for f in frames:
+                self.cand_cache.pop((c, f), None)
+
+    def label_frame(self, frame: int, direction: int) -> tuple[Any, int]:
+        poses = self.project.poses
+        group = self.group
+        cfg = self.config
+        n_cam, n_ind, n_kp = poses.n_cameras, poses.n_individuals, poses.n_keypoints
+        human = poses.human_mask()[:, frame]
+        human_xy = np.where(human[..., None], poses.points2d[:, frame], np.nan)
+        if cfg.use_refinement:
+            pred3, sig3 = predict_3d(poses.points3d, frame, direction, cfg.window, self.reference,
+                                     cfg.velocity_damping)
+            pred2 = group.project(pred3)  # (C, M, K, 2)
+            depth = np.stack([cam.world_to_camera(pred3)[..., 2] for cam in group])
+            focal = np.array([cam.matrix[0, 0] for cam in group])[:, None, None]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sig2 = 1.0 + sig3[None] * focal / depth
+        else:
+            pred3, sig3 = None, None
+            pred2, sig2 = predict_2d(poses.points2d, frame, direction, cfg.window, cfg.velocity_damping)
+        examples = self._examples(frame, direction) if getattr(self.reasoner, "needs_examples", False) else []
+        index = np.full((n_cam, n_ind, n_kp), -1)
+        obs = human_xy.copy()
+        conf = np.full((n_cam, n_ind, n_kp), np.nan)
+        margin = np.full((n_cam, n_ind, n_kp), np.nan)
+        rflags = np.zeros((n_cam, n_ind, n_kp), np.uint16)
+        cands = []
+        calls = 0
+        for c, cam in enumerate(group):
+            cand = self.candidates(c, frame)
+            if human[c].any():
+                # the dots a human already named are not offered again
+                d = np.linalg.norm(cand.xy[:, None] - human_xy[c][human[c]][None], axis=2)
+                cand = cand.subset(~(d < 1.5).any(axis=1)) if len(cand) else cand
+            cands.append(cand)
+            w, h = cam.size
+            p = pred2[c]
+            inside = np.isfinite(p).all(-1) & (p[..., 0] > -5) & (p[..., 1] > -5) \
+                & (p[..., 0] < w + 5) & (p[..., 1] < h + 5)
+            ctx = ViewContext(
+                camera=c, camera_name=cam.name, frame=frame, candidates=cand,
+                predicted=np.where(inside[..., None], p, np.nan),
+                sigma=np.nan_to_num(sig2[c], nan=20.0), expected_visible=inside,
+                locked=human[c], skeleton=self.project.skeleton,
+                individual_names=list(poses.individual_names),
+                examples=[ViewExample(f, poses.points2d[c, f]) for f in examples],
+                ref_peak=self.ref_peak,
+                image=(lambda c=c: self.read(c, frame)),
+                example_image=(lambda f, c=c: self.read(c, f)),
+            )
+            out = label_view(self.reasoner, ctx)
+            calls += out.vlm_calls
+            free = ~human[c]
+            index[c][free] = out.index[free]
+            obs[c][free] = out.xy[free]
+            conf[c][free] = out.confidence[free]
+            margin[c][free] = out.margin[free]
+            rflags[c][free] = out.flags[free]
+        res = refine_frame(group, self.project.skeleton, obs, human, cands, index, conf, margin,
+                           rflags, pred3, sig3, cfg.refine, use_refinement=cfg.use_refinement)
+        _write_frame(self.project, frame, res)
+        return res, calls
+
+    def _examples(self, frame: int, direction: int) -> list[int]:
+        poses = self.project.poses
+        idx = [frame - direction * i for i in range(1, self.config.window + 1)]
+        idx = [i for i in idx if 0 <= i < poses.n_frames and np.isfinite(poses.points3d[i]).any()]
+        seeds = [s for s in _seeds(self.project) if s not in idx]
+        seeds.sort(key=lambda s: abs(s - frame))
+        return idx[:2] + seeds[:1]
+
+
+def _write_frame(project: Project, frame: int, res) -> None:
+    """Merge one frame's result into the pose table, keeping human labels' positions."""
+    poses = project.poses
+    human = poses.human_mask()[:, frame]
+    model = ~human
+    labeled = np.isfinite(res.points2d[..., 0])
+    p2 = poses.points2d[:, frame]
+    p2[model] = res.points2d[model]
+    poses.confidence[:, frame][model] = res.confidence[model]
+    poses.source[:, frame][model] = np.where(labeled[model], int(Source.MODEL), int(Source.NONE))
+    poses.flags[:, frame][model] = res.flags[model]
+    poses.flags[:, frame][human] = 0
+    poses.reproj_error[:, frame] = res.reproj_error
+    poses.points3d[frame] = res.points3d
+    poses.n_views[frame] = np.clip(res.n_views, 0, 127)
+
+
+def _seed_peaks(runner: _Runner, seeds: Sequence[int]) -> np.ndarray | None:
+    """Typical candidate brightness per keypoint from the seed labels."""
+    poses = runner.project.poses
+    peaks: list[list[float]] = [[] for _ in range(poses.n_keypoints)]
+    for f in seeds:
+        for c in range(poses.n_cameras):
+            cand = runner.candidates(c, f)
+            if not len(cand):
+                continue
+            for m in range(poses.n_individuals):
+                for k in range(poses.n_keypoints):
+                    xy = poses.points2d[c, f, m, k]
+                    if not np.isfinite(xy).all():
+                        continue
+                    d = np.linalg.norm(cand.xy - xy, axis=1)
+                    j = int(d.argmin())
+                    if d[j] < 2.0:
+                        peaks[k].append(float(cand.peak[j]))
+    if not any(peaks):
+        return None
+    return np.array([np.median(p) if p else np.nan for p in peaks])
+
+
+# --------------------------------------------------------------------------- public API
+def run_labeling(
+    project: Project,
+    frames: Sequence[int] | None = None,
+    config: LabelingConfig | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_frame_done: Callable[[int], None] | None = None,
+    frame_source: FrameSource | Sequence[Any] | None = None,
+    reasoner: Reasoner | None = None,
+) -> LabelingReport:
+    """Label every frame of ``frames`` (all when None) that is not done yet, in place.
+
+    Args:
+        project: The project; its session needs a calibration and its pose table seed frames.
+        frames: Session frames to label (seed frames and frames already done are skipped).
+        config: How to label (defaults: local reasoner, full pipeline).
+        on_progress: Called as ``on_progress(done, total)`` after every frame.
+        should_stop: Polled before every frame; True ends the call (finished frames are kept
+            and recorded, so a later call resumes).
+        on_frame_done: Called with each finished frame (e.g. to refresh a viewer or autosave).
+        frame_source: ``(camera_index, frame) -> (H, W) uint8``, or one indexable video per
+            camera (``video[frame]``); None opens the session's videos.
+        reasoner: Use this reasoner instead of the one ``config.backend`` names.
+
+    Returns:
+        A :class:`LabelingReport`.
+
+    Raises:
+        ValueError: no calibration, or no seed frame.
+    """
+    config = config or LabelingConfig()
+    start = time.perf_counter()
+    if project.session.calibration is None:
+        raise ValueError("labeling needs a calibrated session (calibration.toml): the 3D "
+                         "stage and the temporal prediction work in world coordinates")
+    if project.session.calibration.names != list(project.poses.camera_names):
+        raise ValueError("the calibration's cameras "
+                         f"{project.session.calibration.names} do not match the pose table's "
+                         f"{project.poses.camera_names}")
+    seeds = _seeds(project)
+    poses = project.poses
+    runs = labeling_order(poses.n_frames, seeds, frames)
+    done = done_frames(project)
+    todo_total = sum(1 for _, seq in runs for f in seq if f not in done)
+    report = LabelingReport(n_todo=todo_total)
+    report.frames_skipped = sum(len(seq) for _, seq in runs) - todo_total
+    reasoner = reasoner or make_reasoner(config)
+    runner = _Runner(project, config, reasoner, _as_frame_source(frame_source, project))
+    for s in seeds:
+        if not np.isfinite(poses.points3d[s]).any():
+            retriangulate_frame(project, s)
+    runner.reference = [poses.points3d[s] for s in seeds]
+    runner.ref_peak = _seed_peaks(runner, seeds)
+    runner.forget(seeds)
+    block = 64
+    try:
+        for direction, seq in runs:
+            seq = [f for f in seq if f not in done]
+            for b0 in range(0, len(seq), block):
+                chunk = seq[b0:b0 + block]
+                runner.prefetch(chunk)
+                for f in chunk:
+                    if should_stop is not None and should_stop():
+                        report.cancelled = True
+                        return report
+                    res, calls = runner.label_frame(f, direction)
+                    done.add(f)
+                    _mark_done(project, done, config)
+                    report.frames_done.append(f)
+                    report.view_frames += poses.n_cameras
+                    report.vlm_calls += calls
+                    report.n_changed += res.n_changed
+                    report.n_dropped += res.n_dropped
+                    report.n_flagged += int(((res.flags > 0) & np.isfinite(res.points2d[..., 0])).sum())
+                    if on_frame_done is not None:
+                        on_frame_done(f)
+                    if on_progress is not None:
+                        on_progress(len(report.frames_done), todo_total)
+                runner.forget(chunk)
+    finally:
+        report.seconds = time.perf_counter() - start
+        usage = getattr(reasoner, "usage", None)
+        if usage is not None:
+            report.vlm_usage = usage() if callable(usage) else dict(usage)
+    return report
+
+
+def retriangulate_frame(project: Project, frame: int, params: RefineParams | None = None) -> None:
+    """Recompute ``frame``'s 3D points, reprojection errors, confidences and flags from its
+    current 2D labels (e.g. after a human edit), keeping every label where it is.
+
+    Human labels weigh 10x a model label in the triangulation and are never flagged; model
+    labels are scored with the rules of :mod:`.refine` (no label is moved or dropped here), the
+    previous frame's 3D pose standing in for the temporal prediction.
+    """
+    from napari_behaviorvlm.geometry.triangulation import triangulate_ransac
+
+    params = params or _stored_refine_params(project)
+    poses = project.poses
+    group = project.session.calibration
+    if group is None:
+        return
+    frame = int(frame)
+    if not 0 <= frame < poses.n_frames:
+        raise ValueError(f"frame {frame} is outside the session (0..{poses.n_frames - 1})")
+    obs = poses.points2d[:, frame].copy()
+    human = poses.human_mask()[:, frame]
+    conf = np.where(human, 1.0, poses.confidence[:, frame].astype(np.float64))
+    res = triangulate_ransac(obs, group, params.threshold_px,
+                             weights=np.where(human, 10.0, np.clip(np.nan_to_num(conf, nan=0.5), 0.1, 1)))
+    x3 = np.where((res.n_views >= 2)[..., None], res.points3d, np.nan)
+    pred = np.full_like(x3, np.nan)
+    for nb in (frame - 1, frame + 1):
+        if 0 <= nb < poses.n_frames:
+            fill = ~np.isfinite(pred).all(-1) & np.isfinite(poses.points3d[nb]).all(-1)
+            pred[fill] = poses.points3d[nb][fill]
+    n_ind, n_kp = x3.shape[:2]
+    # the model's own stage-3 confidence is not stored; a model label counts as plain (0.5)
+    kept = poses.flags[:, frame] & np.uint16(int(Flag.LOW_MODEL_CONFIDENCE | Flag.AMBIGUOUS))
+    res2 = score_frame(group, project.skeleton, obs, human, x3, res.n_views,
+                       np.where(human, 1.0, 0.5), np.full(human.shape, np.nan),
+                       np.where(human, 0, kept).astype(np.uint16), pred,
+                       np.full((n_ind, n_kp), 4.0), params)
+    _write_frame(project, frame, res2)
+
+
+def _stored_refine_params(project: Project) -> RefineParams:
+    stored = project.settings.get(SETTINGS_KEY, {}).get("config", {}).get("refine")
+    if isinstance(stored, dict):
+        try:
+            return RefineParams(**stored)
+        except TypeError:
+            pass
+    return RefineParams()

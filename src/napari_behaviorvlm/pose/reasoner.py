@@ -1,0 +1,413 @@
+"""Stages 1-3 of the pose pipeline for one view: regions, assignment inside a region, harmony.
+
+A :class:`Reasoner` names the anonymous QD candidates of one view (camera, frame):
+
+1. **regions** (:meth:`Reasoner.locate_regions`): where each body region (ears, back, paws,
+   tail) of each individual is in the view: a 2D offset that moves the region's predicted
+   keypoints onto the candidates, a centre and a radius (px);
+2. **assignment inside a region** (:meth:`Reasoner.assign_region`): a cost for every
+   (keypoint, candidate) pair of the region and a preferred candidate per keypoint (or none:
+   "not visible");
+3. **harmony** (:meth:`Reasoner.harmonize`, shared): one-to-one assignment over every region
+   and individual of the view (no candidate used twice), by the Hungarian algorithm over the
+   stacked region costs with a "not visible" column per keypoint; each keypoint gets a
+   *margin* (how much worse the best alternative is: another candidate, none, or the swap with
+   its left/right partner) and a confidence.
+
+:class:`LocalReasoner` (the default, no network) uses the per-keypoint prediction the pipeline
+computes from the rolling window (the previous frames' 3D pose reprojected into this view, or
+their 2D labels), a robust region-level translation fit, distances normalised by the
+prediction's uncertainty and a brightness term. The VLM reasoners are in
+:mod:`napari_behaviorvlm.pose.vlm_reasoner` (importable from here as ``VLMReasoner`` and
+``HybridReasoner``).
+
+Costs are negative log-likelihood-like: ``0.5 * (d / sigma)**2`` for a candidate at distance
+``d`` px from a prediction with uncertainty ``sigma`` px; "not visible" costs
+``0.5 * gate**2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import attrs
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from napari_behaviorvlm.core.skeleton import Skeleton
+from napari_behaviorvlm.pose.candidates import Candidates
+
+__all__ = [
+    "HybridReasoner",
+    "LocalReasoner",
+    "Reasoner",
+    "RegionAnswer",
+    "RegionEstimate",
+    "ViewAssignment",
+    "ViewContext",
+    "ViewExample",
+    "harmonize",
+    "label_view",
+]
+
+_BIG = 1e6
+
+
+@attrs.define(eq=False)
+class ViewExample:
+    """One few-shot example of a view: an accepted frame of the rolling window (or a seed).
+
+    Attributes:
+        frame: Session frame.
+        points2d: ``(M, K, 2)`` accepted 2D labels in px (NaN = not visible / unlabeled).
+    """
+
+    frame: int
+    points2d: np.ndarray
+
+
+@attrs.define(eq=False)
+class ViewContext:
+    """Everything a reasoner may use to name the candidates of one view.
+
+    Attributes:
+        camera: Camera index (axis ``C``); ``camera_name`` its name.
+        frame: Session frame.
+        candidates: The view's QD candidates (stage 0).
+        predicted: ``(M, K, 2)`` px, where each keypoint is expected (NaN = no prediction).
+        sigma: ``(M, K)`` px, the prediction's uncertainty (1 standard deviation).
+        expected_visible: ``(M, K)`` bool, the keypoint should be seen here (in the image and
+            labeled in the window's view; a guess, not a rule).
+        locked: ``(M, K)`` bool, already labeled by a human in this frame: not assigned.
+        skeleton: The keypoints, regions and left/right pairs.
+        individual_names: Names of the ``M`` individuals.
+        examples: The few-shot window in this view, most recent first.
+        ref_peak: ``(K,)`` typical candidate brightness of each keypoint (NaN = unknown).
+        image: Callable ``() -> (H, W) uint8`` giving the view's image (loaded on demand, for
+            image-based reasoners); None when images are not available.
+        example_image: Callable ``(frame) -> (H, W) uint8`` for an example frame, or None.
+    """
+
+    camera: int
+    camera_name: str
+    frame: int
+    candidates: Candidates
+    predicted: np.ndarray
+    sigma: np.ndarray
+    expected_visible: np.ndarray
+    locked: np.ndarray
+    skeleton: Skeleton
+    individual_names: list[str]
+    examples: list[ViewExample] = attrs.field(factory=list)
+    ref_peak: np.ndarray | None = None
+    image: Callable[[], np.ndarray] | None = None
+    example_image: Callable[[int], np.ndarray] | None = None
+
+    @property
+    def n_individuals(self) -> int:
+        return int(self.predicted.shape[0])
+
+
+@attrs.define(eq=False)
+class RegionEstimate:
+    """Stage 1: one region of one individual in a view.
+
+    Attributes:
+        individual: Individual index; ``region`` the region name; ``keypoints`` its indices.
+        offset: ``(2,)`` px, translation that moves the region's predictions onto candidates.
+        center: ``(2,)`` px, region centre after the offset (NaN when nothing is predicted).
+        radius: px, a radius around ``center`` that holds the region's keypoints.
+    """
+
+    individual: int
+    region: str
+    keypoints: list[int]
+    offset: np.ndarray
+    center: np.ndarray
+    radius: float
+
+
+@attrs.define(eq=False)
+class RegionAnswer:
+    """Stage 2: costs and choices for the keypoints of one region of one individual.
+
+    Attributes:
+        individual, region, keypoints: As in :class:`RegionEstimate`.
+        cost: ``(len(keypoints), N)`` cost of giving candidate ``j`` to each keypoint.
+        none_cost: ``(len(keypoints),)`` cost of "not visible".
+        choice: ``(len(keypoints),)`` preferred candidate index, -1 = not visible.
+        confidence: ``(len(keypoints),)`` 0..1 confidence of the choice.
+        flags: ``(len(keypoints),)`` uint16 :class:`Flag` bits raised by the reasoner
+            (e.g. LOW_MODEL_CONFIDENCE for an untrusted model answer).
+        source: ``"local"`` or ``"vlm"``.
+    """
+
+    individual: int
+    region: str
+    keypoints: list[int]
+    cost: np.ndarray
+    none_cost: np.ndarray
+    choice: np.ndarray
+    confidence: np.ndarray
+    flags: np.ndarray
+    source: str = "local"
+
+
+@attrs.define(eq=False)
+class ViewAssignment:
+    """Stage 3 result for one view.
+
+    Attributes:
+        index: int ``(M, K)``: candidate index per keypoint, -1 = not visible / locked.
+        xy: ``(M, K, 2)`` px of the assigned candidates (NaN where none).
+        confidence: ``(M, K)`` 0..1.
+        margin: ``(M, K)`` cost gap to the best alternative (large = clear).
+        flags: uint16 ``(M, K)`` reasoner flags (LOW_MODEL_CONFIDENCE, AMBIGUOUS).
+        vlm_calls: Model calls made for this view (0 for the local reasoner).
+    """
+
+    index: np.ndarray
+    xy: np.ndarray
+    confidence: np.ndarray
+    margin: np.ndarray
+    flags: np.ndarray
+    vlm_calls: int = 0
+
+
+@runtime_checkable
+class Reasoner(Protocol):
+    """Stages 1-2 for one view; stage 3 (:func:`harmonize`) is shared."""
+
+    use_regions: bool
+
+    def locate_regions(self, ctx: ViewContext) -> list[RegionEstimate]:
+        """Stage 1: one estimate per (individual, region) (one per individual without regions)."""
+        ...
+
+    def assign_regions(self, ctx: ViewContext, regions: list[RegionEstimate]) -> list[RegionAnswer]:
+        """Stage 2: one answer per estimate."""
+        ...
+
+
+def label_view(reasoner: Reasoner, ctx: ViewContext) -> ViewAssignment:
+    """Run stages 1-3 of ``reasoner`` on one view."""
+    regions = reasoner.locate_regions(ctx)
+    answers = reasoner.assign_regions(ctx, regions)
+    out = harmonize(ctx, answers)
+    out.vlm_calls = int(getattr(reasoner, "last_calls", 0))
+    return out
+
+
+# --------------------------------------------------------------------------- local reasoner
+@attrs.define(eq=False)
+class LocalReasoner:
+    """Geometry, seeds and temporal continuity; no network.
+
+    Attributes:
+        use_regions: Run stage 1 (region-level translation fit) and stage 2 per region; False
+            gives the naive ablation: every keypoint of an individual matched at once against
+            its raw prediction.
+        gate: "Not visible" when a candidate is farther than ``gate`` sigmas.
+        brightness_weight: Weight of the squared log-ratio between a candidate's peak and the
+            keypoint's typical peak.
+        region_prior_px: Scale in px of the prior against large region offsets.
+    """
+
+    use_regions: bool = True
+    gate: float = 3.5
+    brightness_weight: float = 0.5
+    region_prior_px: float = 12.0
+    last_calls: int = 0
+
+    def locate_regions(self, ctx: ViewContext) -> list[RegionEstimate]:
+        groups = _region_groups(ctx.skeleton, self.use_regions)
+        cand = ctx.candidates.xy
+        out = []
+        for m in range(ctx.n_individuals):
+            for region, kps in groups.items():
+                pred = ctx.predicted[m, kps]
+                sig = ctx.sigma[m, kps]
+                free = ~ctx.locked[m, kps] & np.isfinite(pred).all(axis=1)
+                offset = np.zeros(2)
+                if self.use_regions and free.sum() >= 2 and len(cand):
+                    offset = _fit_offset(pred[free], sig[free], cand, self.gate, self.region_prior_px)
+                centre = np.nanmean(pred, axis=0) + offset if np.isfinite(pred).any() else np.full(2, np.nan)
+                radius = float(np.nanmax(np.linalg.norm(pred - centre + offset, axis=1))) \
+                    if np.isfinite(pred).any() else 0.0
+                out.append(RegionEstimate(m, region, list(kps), offset, centre,
+                                          radius + 3.0 * float(np.nanmax(sig, initial=5.0))))
+        return out
+
+    def assign_regions(self, ctx: ViewContext, regions: list[RegionEstimate]) -> list[RegionAnswer]:
+        return [self._assign(ctx, est) for est in regions]
+
+    def _assign(self, ctx: ViewContext, est: RegionEstimate) -> RegionAnswer:
+        m, kps = est.individual, est.keypoints
+        pred = ctx.predicted[m, kps] + est.offset
+        sig = np.maximum(ctx.sigma[m, kps], 0.5)
+        cost = geometric_cost(pred, sig, ctx.candidates, self.gate,
+                              None if ctx.ref_peak is None else ctx.ref_peak[kps],
+                              self.brightness_weight)
+        cost[ctx.locked[m, kps]] = _BIG
+        none_cost = np.full(len(kps), 0.5 * self.gate ** 2)
+        choice, conf = _solve_small(cost, none_cost)
+        return RegionAnswer(m, est.region, list(kps), cost, none_cost, choice, conf,
+                            np.zeros(len(kps), np.uint16), "local")
+
+
+def _region_groups(skeleton: Skeleton, use_regions: bool) -> dict[str, list[int]]:
+    if use_regions and skeleton.regions:
+        return skeleton.region_indices()
+    return {"all": list(range(skeleton.n_keypoints))}
+
+
+def geometric_cost(pred: np.ndarray, sigma: np.ndarray, candidates: Candidates, gate: float,
+                   ref_peak: np.ndarray | None = None, brightness_weight: float = 0.5) -> np.ndarray:
+    """``(K', N)`` cost ``0.5 (d/sigma)^2`` (+ brightness term), ``_BIG`` beyond the gate or
+    where the prediction is missing."""
+    n = len(candidates)
+    if n == 0:
+        return np.zeros((len(pred), 0))
+    d = np.linalg.norm(pred[:, None, :] - candidates.xy[None], axis=2) / sigma[:, None]
+    cost = 0.5 * d ** 2
+    if ref_peak is not None and brightness_weight > 0:
+        ratio = np.log(np.maximum(candidates.peak[None, :], 1.0) / np.maximum(ref_peak[:, None], 1.0))
+        cost = cost + brightness_weight * np.where(np.isfinite(ratio), ratio ** 2, 0.0)
+    cost[~(d <= gate)] = _BIG
+    return cost
+
+
+def _fit_offset(pred: np.ndarray, sig: np.ndarray, cand: np.ndarray, gate: float,
+                prior_px: float) -> np.ndarray:
+    """Robust translation of a region's predictions onto the candidates (px).
+
+    Hypotheses: no offset and every (keypoint, nearby candidate) displacement; each is scored by
+    the summed truncated cost of every keypoint's nearest candidate plus a prior on the offset.
+    """
+    search = gate * sig.max() + prior_px
+    d = np.linalg.norm(pred[:, None] - cand[None], axis=2)
+    ki, ci = np.nonzero(d < search)
+    hyps = np.vstack([np.zeros((1, 2)), cand[ci] - pred[ki]])
+    moved = pred[None] + hyps[:, None, :]  # (H, K, 2)
+    dist = np.linalg.norm(moved[:, :, None, :] - cand[None, None], axis=3).min(axis=2)
+    cost = np.minimum(0.5 * (dist / sig[None]) ** 2, 0.5 * gate ** 2).sum(axis=1)
+    cost = cost + 0.5 * (np.linalg.norm(hyps, axis=1) / prior_px) ** 2
+    best = hyps[int(np.argmin(cost))]
+    # refine: mean residual of the inliers under the best offset
+    moved = pred + best
+    dd = np.linalg.norm(moved[:, None] - cand[None], axis=2)
+    j = dd.argmin(axis=1)
+    inl = dd[np.arange(len(pred)), j] < 2.0 * sig
+    if inl.sum() >= 2:
+        best = best + (cand[j[inl]] - moved[inl]).mean(axis=0)
+    return best
+
+
+def _solve_small(cost: np.ndarray, none_cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one assignment of rows to columns or "none"; returns choice and confidence."""
+    k, n = cost.shape
+    full = np.full((k, n + k), _BIG)
+    full[:, :n] = cost
+    full[np.arange(k), n + np.arange(k)] = none_cost
+    rows, cols = linear_sum_assignment(full)
+    choice = np.full(k, -1)
+    for r, c in zip(rows, cols):
+        if c < n and full[r, c] < _BIG:
+            choice[r] = c
+    margin = _margins(full, choice, n, none_cost)
+    return choice, margin_confidence(margin)
+
+
+def margin_confidence(margin: np.ndarray) -> np.ndarray:
+    """Map a cost margin to a 0..1 confidence (logistic; margin 2 -> 0.5)."""
+    return 1.0 / (1.0 + np.exp(-(np.asarray(margin, dtype=np.float64) - 2.0) * 1.5))
+
+
+def _margins(full: np.ndarray, choice: np.ndarray, n: int, none_cost: np.ndarray,
+             mirror: np.ndarray | None = None) -> np.ndarray:
+    """Per row: cost of its best alternative minus the cost of its choice (>= 0)."""
+    k = len(choice)
+    rows = np.arange(k)
+    chosen = np.where(choice >= 0, full[rows, np.maximum(choice, 0)], none_cost)
+    alt = full[:, :n].copy()
+    ok = choice >= 0
+    alt[rows[ok], choice[ok]] = np.inf
+    best_alt = np.minimum(alt.min(axis=1, initial=np.inf), np.where(ok, none_cost, np.inf))
+    margin = best_alt - chosen
+    if mirror is not None:
+        for a in range(k):
+            b = int(mirror[a])
+            if b <= a or b < 0 or choice[a] < 0 or choice[b] < 0:
+                continue
+            swap = full[a, choice[b]] + full[b, choice[a]] - full[a, choice[a]] - full[b, choice[b]]
+            margin[a] = min(margin[a], swap)
+            margin[b] = min(margin[b], swap)
+    return np.clip(margin, 0.0, 1e3)
+
+
+def harmonize(ctx: ViewContext, answers: list[RegionAnswer], trust_choices: bool = False
+              ) -> ViewAssignment:
+    """Stage 3: one-to-one assignment of the view's candidates over every region answer.
+
+    The stacked region costs are solved jointly (Hungarian) so no candidate serves two
+    keypoints; a region's own choice gets a bonus (a model's answer is a strong hint, not a
+    rule). Margins include the left/right swap of every symmetric pair.
+    """
+    m_count, k_count = ctx.predicted.shape[:2]
+    n = len(ctx.candidates)
+    rows = [(a.individual, k) for a in answers for k in a.keypoints]
+    r = len(rows)
+    full = np.full((r, n + r), _BIG)
+    none = np.zeros(r)
+    conf_in = np.ones(r)
+    flags_in = np.zeros(r, np.uint16)
+    bonus_rows = np.zeros(r, bool)
+    i = 0
+    for a in answers:
+        for j, _ in enumerate(a.keypoints):
+            full[i, :n] = a.cost[j]
+            none[i] = a.none_cost[j]
+            if a.source != "local" and a.choice[j] >= 0 and a.cost[j, a.choice[j]] < _BIG:
+                full[i, a.choice[j]] = max(full[i, a.choice[j]] - 0.5 * a.none_cost[j], 0.0)
+                bonus_rows[i] = True
+            elif a.source != "local" and a.choice[j] < 0:
+                none[i] = 0.0
+            conf_in[i] = a.confidence[j]
+            flags_in[i] = a.flags[j]
+            i += 1
+    full[np.arange(r), n + np.arange(r)] = none
+    choice = np.full(r, -1)
+    if r:
+        rr, cc = linear_sum_assignment(full)
+        for a_, c_ in zip(rr, cc):
+            if c_ < n and full[a_, c_] < _BIG:
+                choice[a_] = c_
+    key = {rk: idx for idx, rk in enumerate(rows)}
+    mirror_kp = ctx.skeleton.mirror_index()
+    mirror = np.array([key.get((mi, mirror_kp[k]), -1) for mi, k in rows], dtype=int)
+    margin = _margins(full, choice, n, none, mirror)
+
+    index = np.full((m_count, k_count), -1)
+    xy = np.full((m_count, k_count, 2), np.nan)
+    conf = np.zeros((m_count, k_count))
+    marg = np.zeros((m_count, k_count))
+    flags = np.zeros((m_count, k_count), np.uint16)
+    for idx, (mi, k) in enumerate(rows):
+        index[mi, k] = choice[idx]
+        if choice[idx] >= 0:
+            xy[mi, k] = ctx.candidates.xy[choice[idx]]
+        marg[mi, k] = margin[idx]
+        c = margin_confidence(margin[idx])
+        conf[mi, k] = min(c, conf_in[idx]) if bonus_rows[idx] or trust_choices else c
+        flags[mi, k] = flags_in[idx]
+    return ViewAssignment(index, xy, conf, marg, flags)
+
+
+def __getattr__(name: str):
+    if name in ("VLMReasoner", "HybridReasoner"):
+        from napari_behaviorvlm.pose import vlm_reasoner
+
+        return getattr(vlm_reasoner, name)
+    raise AttributeError(name)
+

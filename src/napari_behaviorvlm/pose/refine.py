@@ -1,0 +1,299 @@
+"""Stage 4 of the pose pipeline: cross-view refinement, confidence and flags (pure geometry).
+
+For one multi-view frame, given each view's stage-3 assignment:
+
+1. **RANSAC triangulation** of every keypoint over the views (inlier threshold
+   ``threshold_px``), human labels weighted 10x a model label.
+2. **Alternative hypotheses.** A keypoint whose 3D point is trusted (>= 3 inlier views, or 2
+   inliers close to the temporal prediction) is reprojected into every view; each view is then
+   re-solved as a one-to-one matching of the reprojections to the view's candidates (Hungarian,
+   cost ``0.5 (d / 1.5 px)^2``, gated at ``threshold_px``). This evaluates, for every
+   high-error view, the left/right swap (the partner's candidate), a neighbouring candidate and
+   "missing" (no candidate inside the gate) and keeps the lowest-error configuration; inlier
+   views keep their candidate because it is already the cheapest. The frame is then
+   re-triangulated; views still above ``threshold_px`` lose the label ("missing" wins).
+   Human labels never change.
+3. **Confidence** of each model label (0..1)::
+
+       conf = exp(-0.5 (e / 2 px)^2) * (0.5 + 0.5 min(n, 3) / 3) * (0.5 + 0.5 c_reasoner)
+
+   with ``e`` the reprojection error (0.3 in place of the Gaussian term when there is no 3D
+   point), ``n`` the number of views of the 3D point and ``c_reasoner`` the stage-3
+   confidence; a flagged label is capped at 0.5. Human labels keep confidence 1.
+4. **Flags** (:class:`~napari_behaviorvlm.core.pose.Flag`), on model labels only:
+
+   - ``HIGH_REPROJ_ERROR``: reprojection error > ``flag_reproj_px``;
+   - ``FEW_VIEWS``: the keypoint has fewer than 2 views (no 3D point); set on every view of
+     the keypoint when it has no label at all, so the frame shows up for review;
+   - ``JUMP``: the 3D point is farther than ``max(jump_mm, 4 sigma)`` from the temporal
+     prediction (sigma = the prediction's uncertainty in mm);
+   - ``SWAP``: exchanging a left/right pair (or the same keypoint of two individuals) fits
+     the temporal prediction better than the labels do;
+   - ``LOW_MODEL_CONFIDENCE``: raised by the reasoner (e.g. a model answer that failed
+     validation) or a stage-3 confidence below ``low_confidence``;
+   - ``AMBIGUOUS``: the stage-3 margin is below ``ambiguous_margin`` and the 3D point has
+     at most 2 views (nothing else confirms it).
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from napari_behaviorvlm.core.pose import Flag
+from napari_behaviorvlm.core.skeleton import Skeleton
+from napari_behaviorvlm.geometry.camera import CameraGroup
+from napari_behaviorvlm.geometry.triangulation import (
+    reprojection_errors,
+    triangulate,
+    triangulate_ransac,
+)
+from napari_behaviorvlm.pose.candidates import Candidates
+
+__all__ = ["FrameResult", "RefineParams", "refine_frame", "score_frame"]
+
+HUMAN_WEIGHT = 10.0
+
+
+@attrs.define(frozen=True)
+class RefineParams:
+    """Thresholds of stage 4 and of the flag rules (px, mm).
+
+    Attributes:
+        threshold_px: RANSAC inlier threshold and gate of the alternative hypotheses.
+        flag_reproj_px: HIGH_REPROJ_ERROR above this reprojection error.
+        jump_mm: JUMP when farther than ``max(jump_mm, 4 sigma)`` from the prediction.
+        ambiguous_margin: AMBIGUOUS below this stage-3 margin (with <= 2 views).
+        low_confidence: LOW_MODEL_CONFIDENCE below this stage-3 confidence.
+        swap_margin_mm: SWAP when the exchanged pair fits the prediction better by this much.
+        reassign_sigma_px: Scale of the reprojection cost when re-solving a view.
+    """
+
+    threshold_px: float = 4.0
+    flag_reproj_px: float = 3.0
+    jump_mm: float = 12.0
+    ambiguous_margin: float = 1.0
+    low_confidence: float = 0.2
+    swap_margin_mm: float = 2.0
+    reassign_sigma_px: float = 1.5
+
+
+@attrs.define(eq=False)
+class FrameResult:
+    """Stage 4 output for one frame (``C`` cameras, ``M`` individuals, ``K`` keypoints).
+
+    Attributes:
+        points2d: ``(C, M, K, 2)`` px final labels (NaN = none).
+        confidence: ``(C, M, K)`` 0..1 (NaN where no label).
+        reproj_error: ``(C, M, K)`` px (NaN where no label or no 3D point).
+        flags: uint16 ``(C, M, K)``.
+        points3d: ``(M, K, 3)`` mm (NaN where < 2 views).
+        n_views: ``(M, K)`` int.
+        n_changed: Model labels changed by the hypotheses (swaps, neighbours, recovered views).
+        n_dropped: Model labels removed as "missing".
+    """
+
+    points2d: np.ndarray
+    confidence: np.ndarray
+    reproj_error: np.ndarray
+    flags: np.ndarray
+    points3d: np.ndarray
+    n_views: np.ndarray
+    n_changed: int = 0
+    n_dropped: int = 0
+
+
+def _weights(human: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    return np.where(human, HUMAN_WEIGHT, np.clip(np.nan_to_num(conf, nan=0.5), 0.1, 1.0))
+
+
+def refine_frame(
+    group: CameraGroup,
+    skeleton: Skeleton,
+    obs: np.ndarray,
+    human: np.ndarray,
+    candidates: list[Candidates],
+    assign_index: np.ndarray,
+    assign_conf: np.ndarray,
+    assign_margin: np.ndarray,
+    assign_flags: np.ndarray,
+    predicted3d: np.ndarray | None = None,
+    sigma3d: np.ndarray | None = None,
+    params: RefineParams | None = None,
+    use_refinement: bool = True,
+) -> FrameResult:
+    """Stage 4 for one frame (see the module docstring).
+
+    Args:
+        group: The calibrated cameras (axis ``C``).
+        skeleton: For the left/right pairs.
+        obs: ``(C, M, K, 2)`` px: stage-3 labels and the frame's human labels (NaN = none).
+        human: ``(C, M, K)`` bool: ``obs`` is a human/seed label (never changed).
+        candidates: Per view, the candidates the assignment indexes.
+        assign_index: int ``(C, M, K)`` stage-3 candidate indices (-1 = none or human).
+        assign_conf, assign_margin: ``(C, M, K)`` stage-3 confidence and margin.
+        assign_flags: uint16 ``(C, M, K)`` reasoner flags.
+        predicted3d: ``(M, K, 3)`` mm temporal prediction (NaN = none), for trust, JUMP, SWAP.
+        sigma3d: ``(M, K)`` mm uncertainty of the prediction.
+        params: Thresholds.
+        use_refinement: False = the ablation without stage 4: plain triangulation of every
+            labeled view, no hypotheses (flags and confidence are still computed).
+    """
+    params = params or RefineParams()
+    n_cam, n_ind, n_kp = obs.shape[:3]
+    obs = obs.copy()
+    index = assign_index.copy()
+    n_changed = n_dropped = 0
+    if predicted3d is None:
+        predicted3d = np.full((n_ind, n_kp, 3), np.nan)
+    if sigma3d is None:
+        sigma3d = np.full((n_ind, n_kp), 10.0)
+    if use_refinement:
+        weights = _weights(human, assign_conf)
+        res = triangulate_ransac(obs, group, params.threshold_px, weights=weights)
+        x3 = res.points3d
+        near_pred = np.linalg.norm(x3 - predicted3d, axis=-1) < np.maximum(3.0 * sigma3d, 6.0)
+        trusted = (res.n_views >= 3) | ((res.n_views == 2) & near_pred)
+        trusted &= np.isfinite(x3).all(axis=-1)
+        if trusted.any():
+            proj = group.project(x3)  # (C, M, K, 2)
+            for c in range(n_cam):
+                changed = _resolve_view(c, proj[c], trusted, obs, human, index, candidates[c], params)
+                n_changed += changed
+            res = triangulate_ransac(obs, group, params.threshold_px, weights=_weights(human, assign_conf))
+        # "missing" wins where a model label still does not fit a 3D point
+        bad = (~human) & np.isfinite(res.reproj_error) & (res.reproj_error > params.threshold_px)
+        bad &= (res.n_views >= 2)[None]
+        if bad.any():
+            n_dropped = int(bad.sum())
+            obs[bad] = np.nan
+            index[bad] = -1
+        x3, n_views = res.points3d, res.n_views
+        x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
+        if bad.any():
+            # refit on the kept labels so the 3D point uses exactly the labels shown
+            x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
+            n_views = np.isfinite(obs[..., 0]).sum(axis=0)
+            x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
+    else:
+        x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
+        n_views = np.isfinite(obs[..., 0]).sum(axis=0)
+    out = score_frame(group, skeleton, obs, human, x3, n_views, assign_conf, assign_margin,
+                      assign_flags, predicted3d, sigma3d, params)
+    out.n_changed, out.n_dropped = n_changed, n_dropped
+    return out
+
+
+def _resolve_view(c: int, proj: np.ndarray, trusted: np.ndarray, obs: np.ndarray,
+                  human: np.ndarray, index: np.ndarray, cand: Candidates,
+                  params: RefineParams) -> int:
+    """Re-solve view ``c``: trusted keypoints take the candidates nearest their reprojections.
+
+    Returns the number of model labels that changed.
+    """
+    n = len(cand)
+    rows = np.argwhere(trusted & ~human[c] & np.isfinite(proj).all(axis=-1))
+    if n == 0 or len(rows) == 0:
+        return 0
+    taken_by_human = np.zeros(n, bool)
+    hum = np.argwhere(human[c])
+    if len(hum):
+        hxy = obs[c][human[c]]
+        dh = np.linalg.norm(cand.xy[None] - hxy[:, None], axis=2)
+        taken_by_human = (dh < 1.5).any(axis=0)
+    pts = proj[rows[:, 0], rows[:, 1]]
+    d = np.linalg.norm(pts[:, None] - cand.xy[None], axis=2)
+    cost = 0.5 * (d / params.reassign_sigma_px) ** 2
+    gate = 0.5 * (params.threshold_px / params.reassign_sigma_px) ** 2
+    cost[(d > params.threshold_px) | taken_by_human[None]] = 1e6
+    r = len(rows)
+    full = np.full((r, n + r), 1e6)
+    full[:, :n] = cost
+    full[np.arange(r), n + np.arange(r)] = gate
+    rr, cc = linear_sum_assignment(full)
+    new = np.full(r, -1)
+    for a, b in zip(rr, cc):
+        if b < n and full[a, b] < 1e6:
+            new[a] = b
+    changed = 0
+    claimed = set(int(j) for j in new if j >= 0)
+    for (m, k), j in zip(rows, new):
+        if j != index[c, m, k]:
+            changed += 1
+            index[c, m, k] = j
+            obs[c, m, k] = cand.xy[j] if j >= 0 else np.nan
+    # untrusted keypoints lose a candidate a trusted one claimed
+    others = np.argwhere(~trusted & ~human[c] & (index[c] >= 0))
+    for m, k in others:
+        if int(index[c, m, k]) in claimed:
+            index[c, m, k] = -1
+            obs[c, m, k] = np.nan
+            changed += 1
+    return changed
+
+
+def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: np.ndarray,
+                points3d: np.ndarray, n_views: np.ndarray, assign_conf: np.ndarray,
+                assign_margin: np.ndarray, assign_flags: np.ndarray, predicted3d: np.ndarray,
+                sigma3d: np.ndarray, params: RefineParams) -> FrameResult:
+    """Reprojection errors, confidences and flags of one frame's final labels."""
+    n_cam, n_ind, n_kp = obs.shape[:3]
+    labeled = np.isfinite(obs[..., 0])
+    err = reprojection_errors(points3d, obs, group).astype(np.float32)
+    err[~labeled] = np.nan
+    flags = np.zeros((n_cam, n_ind, n_kp), np.uint16)
+    flags |= np.where(np.isfinite(err) & (err > params.flag_reproj_px),
+                      int(Flag.HIGH_REPROJ_ERROR), 0).astype(np.uint16)
+    flags |= assign_flags.astype(np.uint16) & int(Flag.LOW_MODEL_CONFIDENCE | Flag.AMBIGUOUS)
+    flags |= np.where(labeled & (np.nan_to_num(assign_conf, nan=1.0) < params.low_confidence),
+                      int(Flag.LOW_MODEL_CONFIDENCE), 0).astype(np.uint16)
+    flags |= np.where(labeled & (np.nan_to_num(assign_margin, nan=1e3) < params.ambiguous_margin)
+                      & (n_views <= 2)[None], int(Flag.AMBIGUOUS), 0).astype(np.uint16)
+    kp_flags = np.zeros((n_ind, n_kp), np.uint16)
+    kp_flags |= np.where(n_views < 2, int(Flag.FEW_VIEWS), 0).astype(np.uint16)
+    has3 = np.isfinite(points3d).all(axis=-1)
+    haspred = np.isfinite(predicted3d).all(axis=-1)
+    dist = np.linalg.norm(points3d - predicted3d, axis=-1)
+    jump = has3 & haspred & (dist > np.maximum(params.jump_mm, 4.0 * sigma3d))
+    kp_flags |= np.where(jump, int(Flag.JUMP), 0).astype(np.uint16)
+    kp_flags |= _swap_flags(skeleton, points3d, predicted3d, params.swap_margin_mm)
+    any_label = labeled.any(axis=0)
+    spread = np.where(labeled | ~any_label[None], kp_flags[None], 0).astype(np.uint16)
+    flags |= spread
+    flags[human] = 0
+    geom = np.where(np.isfinite(err), np.exp(-0.5 * (np.nan_to_num(err) / 2.0) ** 2), 0.3)
+    support = 0.5 + 0.5 * np.minimum(n_views, 3)[None] / 3.0
+    conf = geom * support * (0.5 + 0.5 * np.clip(np.nan_to_num(assign_conf, nan=0.5), 0, 1))
+    conf = np.where(flags > 0, np.minimum(conf, 0.5), conf)
+    conf = np.where(human, 1.0, conf)
+    conf = np.where(labeled, conf, np.nan).astype(np.float32)
+    return FrameResult(obs, conf, err, flags, points3d, n_views.astype(np.int64))
+
+
+def _swap_flags(skeleton: Skeleton, x3: np.ndarray, pred: np.ndarray, margin: float) -> np.ndarray:
+    """SWAP bits ``(M, K)``: an exchanged left/right pair (or the same keypoint of two
+    individuals) fits the prediction better by more than ``margin`` mm."""
+    n_ind, n_kp = x3.shape[:2]
+    out = np.zeros((n_ind, n_kp), np.uint16)
+    bit = int(Flag.SWAP)
+
+    def check(a: tuple[int, int], b: tuple[int, int]) -> None:
+        xa, xb, pa, pb = x3[a], x3[b], pred[a], pred[b]
+        if not (np.isfinite(xa).all() and np.isfinite(xb).all() and np.isfinite(pa).all()
+                and np.isfinite(pb).all()):
+            return
+        keep = np.linalg.norm(xa - pa) + np.linalg.norm(xb - pb)
+        swap = np.linalg.norm(xa - pb) + np.linalg.norm(xb - pa)
+        if swap + margin < keep:
+            out[a] |= bit
+            out[b] |= bit
+
+    for m in range(n_ind):
+        for ka, kb in skeleton.symmetry_indices():
+            check((m, ka), (m, kb))
+    for m1 in range(n_ind):
+        for m2 in range(m1 + 1, n_ind):
+            for k in range(n_kp):
+                check((m1, k), (m2, k))
+    return out
