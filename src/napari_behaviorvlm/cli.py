@@ -20,6 +20,8 @@ __all__ = ["build_parser", "main"]
 COMMAND_MODULES: list[str] = [
     "napari_behaviorvlm.synth.commands",
     "napari_behaviorvlm.geometry.commands",
+    "napari_behaviorvlm.video.commands",
+    "napari_behaviorvlm.vlm.commands",
 ]
 
 

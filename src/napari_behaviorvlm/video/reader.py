@@ -38,7 +38,9 @@ from typing import Any
 
 import attrs
 import av
+import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from napari_behaviorvlm.core.atomic import atomic_write_text
 
@@ -88,18 +90,24 @@ def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndar
     return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:height, :width]
 
 
-def frame_to_array(frame: av.VideoFrame, gray: bool) -> np.ndarray:
+def frame_to_array(frame: av.VideoFrame, gray: bool,
+                   reformatter: VideoReformatter | None = None) -> np.ndarray:
     """Convert a decoded frame to a new ``uint8`` array: ``(H, W)`` if ``gray`` else ``(H, W, 3)``.
 
     Gray from 8-bit YUV/gray formats reads the luma plane directly (limited range is expanded to
-    full range, as swscale does); other formats go through ``frame.to_ndarray``.
+    full range, as swscale does); everything else goes through swscale, giving exactly
+    ``frame.to_ndarray(format="rgb24"|"gray")``. Pass one ``reformatter`` per video to reuse its
+    swscale context (``frame.to_ndarray`` builds a new one per frame, which costs milliseconds).
     """
     name = frame.format.name
     if gray and (name in _GRAY_FORMATS or name in _YUV8_FORMATS):
         luma = _plane(frame, 0, frame.width, frame.height)
         full = name.startswith("yuvj") or name in _GRAY_FORMATS or int(frame.color_range) == 2
-        return luma.copy() if full else _TV_TO_FULL[luma]
-    return frame.to_ndarray(format="gray" if gray else "rgb24")
+        return luma.copy() if full else cv2.LUT(luma, _TV_TO_FULL)
+    fmt = "gray" if gray else "rgb24"
+    if reformatter is None:
+        return frame.to_ndarray(format=fmt)
+    return reformatter.reformat(frame, format=fmt).to_ndarray()
 
 
 def _looks_gray(frame: av.VideoFrame) -> bool:
@@ -518,6 +526,7 @@ class VideoReader(FrameArray):
         self.height = self.index.height
         self.stats = {"decoded": 0, "seeks": 0, "cache_hits": 0, "reads": 0}
         self._lock = threading.RLock()
+        self._reformatter = VideoReformatter()
         self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
         self._container = None
         self._stream = None
@@ -561,7 +570,7 @@ class VideoReader(FrameArray):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_lock", "_container", "_stream", "_frames"):
+        for key in ("_lock", "_reformatter", "_container", "_stream", "_frames"):
             state.pop(key)
         state["_cache"] = collections.OrderedDict()
         return state
@@ -569,6 +578,7 @@ class VideoReader(FrameArray):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._reformatter = VideoReformatter()
         self._container = self._stream = self._frames = None
         self._pos = -1
 
@@ -618,11 +628,11 @@ class VideoReader(FrameArray):
         for j, frame in self._frames:
             self._pos = j
             if j == i:
-                return self._remember(i, frame_to_array(frame, self.gray))
+                return self._remember(i, frame_to_array(frame, self.gray, self._reformatter))
             if j > i:
                 break
             if j >= keep_from and self.cache_frames and j not in self._cache:
-                self._remember(j, frame_to_array(frame, self.gray))
+                self._remember(j, frame_to_array(frame, self.gray, self._reformatter))
         self._frames = None
         raise VideoError(
             f"{self.path}: frame {i} could not be decoded"
