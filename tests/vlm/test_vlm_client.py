@@ -363,3 +363,20 @@ def test_responder_failure_is_a_500_and_recorded(make_config):
         with pytest.raises(VLMRequestError, match="HTTP 500"):
             client.ask_json(ask())
         assert isinstance(server.responder_errors[0], KeyError)
+
+
+def test_cli_vlm_check_against_the_test_double(api_key, key_env, capsys):
+    from napari_behaviorvlm.cli import main
+
+    with TestDoubleChatServer(lambda r: {"ok": True, "animal": "mouse"},
+                              reject_json_schema=True) as server:
+        argv = ["vlm", "check", "--base-url", server.base_url, "--model", "test-double-model",
+                "--api-key-env", key_env]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "test-double-model is listed" in out and "'animal': 'mouse'" in out
+        assert "structured output: json_object" in out and api_key not in out
+        server.refuse_status = 401
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "HTTP 401" in err and key_env in err and "Traceback" not in err

@@ -84,8 +84,10 @@ class MissingAPIKeyError(VLMError, ValueError):
     """The environment variable that should hold the API key is unset or empty."""
 
 
-class VLMRequestError(VLMError):
+class VLMRequestError(VLMError, ConnectionError):
     """The endpoint refused the request or could not be reached after all retries.
+
+    A ``ConnectionError`` (``OSError``), so the command line prints it without a traceback.
 
     Attributes:
         status: HTTP status of the last response, ``None`` for timeouts/connection errors.
@@ -96,8 +98,8 @@ class VLMRequestError(VLMError):
         self.status = status
 
 
-class VLMAnswerError(VLMError):
-    """The model's answers stayed malformed or invalid after every re-ask.
+class VLMAnswerError(VLMError, ValueError):
+    """The model's answers stayed malformed or invalid after every re-ask (a ``ValueError``).
 
     Attributes:
         reason: Why the last answer was rejected.
@@ -303,6 +305,22 @@ class VLMClient:
         self.close()
 
     # -- public API ------------------------------------------------------------------------
+
+    @property
+    def format_mode(self) -> str:
+        """How answers are constrained now: ``"json_schema"`` (structured output),
+        ``"json_object"`` (JSON mode) or ``"instructions"`` (schema in the system prompt);
+        downgraded once when the server rejects a ``response_format``."""
+        return self._format_mode
+
+    def list_models(self) -> list[str]:
+        """Model ids the server lists at ``GET /models`` (one call, with the retry policy).
+
+        Raises:
+            VLMRequestError: refused or unreachable.
+        """
+        page, _ = self._retrying(lambda: self._openai.models.list())
+        return [model.id for model in page]
 
     def key_of(self, request: VLMRequest) -> str:
         """Cache key of ``request`` (see :func:`.cache.cache_key`)."""
@@ -517,18 +535,23 @@ class VLMClient:
         return content, finish, prompt_tokens, completion_tokens, calls
 
     def _create(self, body: dict[str, Any]) -> tuple[Any, int]:
-        """POST with retries; returns ``(ChatCompletion, calls made)``."""
+        """POST a chat completion with retries; returns ``(ChatCompletion, calls made)``."""
+        return self._retrying(lambda: self._openai.chat.completions.create(**body),
+                              "response_format" in body)
+
+    def _retrying(self, send: Callable[[], Any], has_format: bool = False) -> tuple[Any, int]:
+        """``send()`` with the retry policy; returns ``(its result, calls made)``."""
         attempts = self.config.max_retries + 1
         for attempt in range(attempts):
             self._count(calls=1)
             try:
-                return self._openai.chat.completions.create(**body), attempt + 1
+                return send(), attempt + 1
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status not in _RETRY_STATUS and status < 500:
                     message = self._server_message(exc)
                     lowered = message.lower()
-                    if (status in (400, 422) and "response_format" in body
+                    if (status in (400, 422) and has_format
                             and any(w in lowered for w in ("response_format", "json", "schema"))):
                         raise _FormatRejected(message, attempt + 1) from None
                     hint = _STATUS_HINTS.get(status, "the server refused the request")
