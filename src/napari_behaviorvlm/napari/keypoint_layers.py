@@ -105,8 +105,9 @@ class KeypointLayers:
                 metadata={**meta, "role": "hints"},
             )
             self.hints[cam].editable = False
+            table = points_layer_data(self.poses, cam)
             layer = self.viewer.add_points(
-                np.zeros((0, 3)), ndim=3, name=f"{cam} keypoints", size=size,
+                table.data, features=table.features, ndim=3, name=f"{cam} keypoints", size=size,
                 border_width=0.12, border_width_is_relative=True,
                 metadata={**meta, "role": "keypoints"},
                 text={"string": "{keypoint}", "size": 8, "color": "white",

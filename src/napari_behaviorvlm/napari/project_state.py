@@ -102,6 +102,13 @@ class ProjectState:
         elif what == "segments":
             self.segments_changed.emit()
 
+    def replace_project(self, project: Project) -> None:
+        """Swap in a changed project (e.g. after a skeleton change); marks it dirty and tells
+        listeners that poses and segments may have changed."""
+        self.project = project
+        self.mark_dirty("poses")
+        self.segments_changed.emit()
+
     def save(self, path: str | Path | None = None) -> Path:
         """Save atomically to ``path`` (or the current/default path); clears ``dirty``."""
         target = Path(path) if path is not None else (self.path or self.default_path())
