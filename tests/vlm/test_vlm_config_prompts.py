@@ -124,3 +124,15 @@ def test_parse_json_answer(text, expected):
 def test_parse_json_answer_rejects_non_json(text):
     with pytest.raises(ValueError, match="not valid JSON"):
         parse_json_answer(text)
+
+
+def test_docs_show_every_prompt_and_schema_verbatim():
+    from importlib import resources
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "vlm.md").read_text(encoding="utf-8")
+    folder = resources.files("napari_behaviorvlm.vlm").joinpath("prompts")
+    for version in available_prompts():
+        text = folder.joinpath(f"{version}.txt").read_text(encoding="utf-8").rstrip()
+        schema = folder.joinpath(f"{version}.schema.json").read_text(encoding="utf-8").rstrip()
+        assert f"### `{version}`" in docs and text in docs and schema in docs, (
+            f"docs/vlm.md is out of date for prompt {version}: include it verbatim")
