@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from napari_behaviorvlm.behavior.pipeline import (
+    SegmentationCancelled,
+    SegmentationConfig,
+    SegmentationInputs,
+    run_segmentation,
+    segment_inputs,
+)
+from napari_behaviorvlm.core.project import Project, load_project
+from napari_behaviorvlm.core.segments import Segment
+from napari_behaviorvlm.core.session import Session
+from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
+
+FPS = 25.0
+
+
+def _project(pts):
+    session = Session(cameras=[], fps=FPS, n_frames=len(pts))
+    project = Project.new(session, default_qd_mouse_skeleton())
+    project.poses.points3d[:] = pts
+    return project
+
+
+def test_local_pipeline_on_inputs(scripted):
+    pts, truth, names = scripted
+    progress = []
+    result = segment_inputs(
+        SegmentationInputs(n_frames=len(truth), fps=FPS, points=pts, keypoint_names=names),
+        SegmentationConfig(), on_progress=lambda f, m: progress.append((f, m)))
+    pred = result.segments.frame_labels(len(truth), "mouse0")
+    assert np.mean(pred == truth) > 0.85
+    assert len(result.segments) < len(result.clips)  # merging reduced the pieces
+    assert progress[0][0] == 0.0 and progress[-1][0] == 1.0
+    assert all(a[0] <= b[0] for a, b in zip(progress, progress[1:]))
+
+
+def test_project_run_keeps_human_segments(scripted, tmp_path):
+    pts, truth, _ = scripted
+    project = _project(pts)
+    human = Segment(start=100, end=120, label="groom", source="human")
+    project.segments.add(human)
+    table = run_segmentation(project, SegmentationConfig())
+    assert table is project.segments
+    assert any(s.same_as(human) for s in table)
+    assert not any(s.source == "model" and s.overlaps(human) for s in table)
+    n_model = sum(s.source == "model" for s in table)
+    run_segmentation(project, SegmentationConfig())  # rerun: same result, human kept
+    assert sum(s.source == "model" for s in project.segments) == n_model
+    assert "behavior" in project.settings
+    project.save(tmp_path / "p.bvlm")
+    assert load_project(tmp_path / "p.bvlm").segments.equals(project.segments)
+
+
+def test_cancel_and_errors(scripted):
+    pts, truth, names = scripted
+    inputs = SegmentationInputs(n_frames=len(truth), fps=FPS, points=pts, keypoint_names=names)
+    with pytest.raises(SegmentationCancelled):
+        segment_inputs(inputs, SegmentationConfig(), should_stop=lambda: True)
+    with pytest.raises(ValueError, match="no poses and no video"):
+        segment_inputs(SegmentationInputs(n_frames=10, fps=FPS), SegmentationConfig())
+    with pytest.raises(ValueError, match="VLM configuration"):
+        segment_inputs(SegmentationInputs(n_frames=len(truth), fps=FPS, points=pts,
+                                          keypoint_names=names, frames=lambda f: []),
+                       SegmentationConfig(backend="vlm"))
+
+
+def test_video_only_pipeline():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 20, (200, 32, 32), dtype=np.uint8)
+    frames[80:140, 8:24, 8:24] = rng.integers(100, 255, (60, 16, 16), dtype=np.uint8)  # flicker
+    result = segment_inputs(SegmentationInputs(n_frames=200, fps=FPS, frames=lambda f: [frames[f]]),
+                            SegmentationConfig())
+    pred = result.segments.frame_labels(200, "mouse0")
+    assert np.mean(pred[85:135] == "active") > 0.8 and np.mean(pred[:60] == "rest") > 0.8

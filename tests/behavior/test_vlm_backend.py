@@ -1,0 +1,111 @@
+"""The VLM path end to end over real HTTP against a TEST DOUBLE server (not a model).
+
+The responder below answers captions from the scripted truth and merges by grouping equal
+labels; what it returns measures the pipeline's plumbing, never a model's accuracy.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from napari_behaviorvlm.behavior.pipeline import (
+    SegmentationConfig,
+    SegmentationInputs,
+    segment_inputs,
+)
+from napari_behaviorvlm.behavior.vlm_backend import sample_frames
+from napari_behaviorvlm.vlm import VLMConfig
+from napari_behaviorvlm.vlm.testing import TestDoubleChatServer, request_images, request_text
+
+FPS = 25.0
+KEY_ENV = "BVLM_BEHAVIOR_TEST_DOUBLE_KEY"
+
+
+def make_test_double_responder(truth, bad_label_clip_start=None):
+    """Test-double responder: caption = majority truth label of the asked frames; merge =
+    consecutive equal labels. ``bad_label_clip_start``: that clip always gets label "fly"."""
+
+    def respond(body):
+        system = body["messages"][0]["content"]
+        text = request_text(body)
+        if "captioned video clips" in system:  # merge prompt
+            rows = re.findall(r"^(\d+): frames (\d+)-(\d+), subject (\S+): (\S+) -", text, re.M)
+            segs = []
+            for i, _s, _e, subject, label in rows:
+                if segs and segs[-1]["label"] == label:
+                    segs[-1]["last"] = int(i)
+                else:
+                    segs.append({"first": int(i), "last": int(i), "label": label,
+                                 "caption": f"{subject} {label}", "subject": subject,
+                                 "target": "", "confidence": 0.9})
+            return {"segments": segs}
+        m = re.search(r"frames (\d+) to (\d+).*subject (\S+?),", text, re.S)
+        start, end, subject = int(m[1]), int(m[2]), m[3]
+        values, counts = np.unique(truth[start:end + 1], return_counts=True)
+        label = str(values[np.argmax(counts)])
+        if start == bad_label_clip_start:
+            label = "fly"
+        return {"label": label, "description": f"{subject} does {label}", "pose": "p",
+                "direction": "none", "speed": "slow", "interaction": "none",
+                "subject": subject, "target": "", "confidence": 0.8}
+
+    return respond
+
+
+@pytest.fixture
+def vlm_inputs(scripted, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "test-double-key")
+    pts, truth, names = scripted
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (len(truth), 24, 40), dtype=np.uint8)
+    inputs = SegmentationInputs(n_frames=len(truth), fps=FPS, individuals=["mouse0"],
+                                points=pts, keypoint_names=names,
+                                frames=lambda f: [images[f], images[f]])
+    return inputs, truth
+
+
+def _config(server, tmp_path, **kw):
+    vlm = VLMConfig(base_url=server.base_url, model="test-double-model", api_key_env=KEY_ENV,
+                    cache_dir=tmp_path / "cache", backoff_base_s=0.01, concurrency=2)
+    return SegmentationConfig(backend="vlm", vlm=vlm, cameras=(0, 1), max_frames_per_clip=8, **kw)
+
+
+def test_sample_frames_about_10_fps():
+    frames = sample_frames(0, 49, fps=25, sample_fps=10, max_frames=100)
+    assert frames[0] == 0 and 19 <= len(frames) <= 21
+    assert len(sample_frames(0, 249, 25, 10, max_frames=16)) == 16
+
+
+def test_vlm_backend_end_to_end_and_cache(vlm_inputs, tmp_path):
+    inputs, truth = vlm_inputs
+    with TestDoubleChatServer(make_test_double_responder(truth)) as server:
+        result = segment_inputs(inputs, _config(server, tmp_path))
+        n_clips = len(result.clips)
+        assert server.request_count == n_clips + 1  # one caption per clip + one merge
+        first = server.requests[0]
+        imgs = request_images(first)
+        assert 2 <= len(imgs) <= 16 and len(imgs) % 2 == 0  # two cameras per time point
+        assert result.stats["flagged"] == 0 and result.stats["merge_fallbacks"] == 0
+        pred = result.segments.frame_labels(len(truth), "mouse0")
+        assert np.mean(pred == truth) > 0.8
+        assert all(s.source == "model" and s.score == pytest.approx(0.9) for s in result.segments)
+        # a rerun is answered from the cache: no new request
+        again = segment_inputs(inputs, _config(server, tmp_path))
+        assert server.request_count == n_clips + 1
+        assert again.stats["usage"]["calls"] == 0
+        assert again.segments.equals(result.segments)
+
+
+def test_malformed_answers_retried_and_invalid_flagged(vlm_inputs, tmp_path):
+    inputs, truth = vlm_inputs
+    probe = segment_inputs(inputs, SegmentationConfig())  # same clips as the VLM run
+    bad = probe.clips[1].start
+    responder = make_test_double_responder(truth, bad_label_clip_start=bad)
+    with TestDoubleChatServer(responder, malformed_first=2) as server:
+        result = segment_inputs(inputs, _config(server, tmp_path))
+    assert result.stats["usage"]["answer_retries"] >= 2
+    assert result.stats["flagged"] == 1
+    assert f"frames {bad}-" in result.stats["errors"][0]
+    flagged = [c for c in result.captions if c.description.startswith("[flagged")]
+    assert len(flagged) == 1 and flagged[0].confidence == 0.0
