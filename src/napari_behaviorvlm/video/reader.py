@@ -53,6 +53,8 @@ INDEX_VERSION = 1
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".mj2", ".h264"}
 )
+# Decoding this many frames forward is cheaper than a seek (decoder flush, threads refill).
+_FORWARD_SLACK = 8
 # Chroma within this many levels of neutral (128) counts as "no color" when auto-detecting gray.
 _GRAY_CHROMA_TOLERANCE = 4
 
@@ -435,6 +437,7 @@ class FrameArray:
     gray: bool
 
     def read(self, index: int) -> np.ndarray:  # pragma: no cover - abstract
+        """Frame ``index`` (negative counts from the end); IndexError when out of range."""
         raise NotImplementedError
 
     @property
@@ -474,7 +477,7 @@ class FrameArray:
             key = (slice(None),)
         first, rest = key[0], key[1:]
         if isinstance(first, (int, np.integer)):
-            frame = self.read(self._frame_index(first))
+            frame = self.read(int(first))
             return frame[rest] if rest else frame
         if isinstance(first, slice):
             frames = [self.read(i) for i in range(*first.indices(self.n_frames))]
@@ -482,7 +485,7 @@ class FrameArray:
             idx = np.asarray(first)
             if idx.dtype == bool:
                 idx = np.flatnonzero(idx)
-            frames = [self.read(self._frame_index(i)) for i in idx.reshape(-1)]
+            frames = [self.read(int(i)) for i in idx.reshape(-1)]
         stacked = (np.stack(frames) if frames
                    else np.zeros((0,) + self.shape[1:], dtype=np.uint8))
         return stacked[(slice(None),) + rest] if rest else stacked
@@ -622,7 +625,8 @@ class VideoReader(FrameArray):
 
     def _decode_to(self, i: int) -> np.ndarray:
         kf = self.index.keyframes[self.index.keyframe_before(i)]
-        if self._frames is None or not (self._pos < i and kf <= self._pos + 1):
+        ahead = self._frames is not None and self._pos < i
+        if not (ahead and (kf <= self._pos + 1 or i - self._pos <= _FORWARD_SLACK)):
             self._start_at(self.index.keyframe_before(i))
         keep_from = i - max(self.cache_frames // 2, 0)
         for j, frame in self._frames:
