@@ -38,8 +38,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from napari_behaviorvlm.synth.simulate import SynthConfig, simulate
-    from napari_behaviorvlm.synth.writer import write_synthetic_session
+    from napari_behaviorvlm.synth import SynthConfig, simulate, write_synthetic_session
 
     overrides = {}
     if args.noise is not None:
