@@ -380,3 +380,19 @@ def test_cli_vlm_check_against_the_test_double(api_key, key_env, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "HTTP 401" in err and key_env in err and "Traceback" not in err
+
+
+def test_estimate_before_a_run_counts_only_uncached_requests(make_config):
+    requests = [ask(f"q{i}", images=[np.zeros((64, 64, 3), np.uint8)]) for i in range(4)]
+    with TestDoubleChatServer(echo_responder) as server, \
+            VLMClient(make_config(server, price_per_1k_input=1.0,
+                                  price_per_1k_output=2.0)) as client:
+        before = client.estimate(requests, est_completion_tokens=10)
+        assert (before.requests, before.cached, before.completion_tokens) == (4, 0, 40)
+        client.ask_many(requests[:3])
+        # the estimate matches what the server then counted for the same messages
+        assert before.prompt_tokens == pytest.approx(4 / 3 * client.usage.prompt_tokens)
+        after = client.estimate(requests, est_completion_tokens=10)
+        assert (after.requests, after.cached) == (1, 3)
+        assert after.cost == pytest.approx((after.prompt_tokens + 2 * 10) / 1000)
+        assert server.request_count == 3

@@ -189,6 +189,7 @@ class CostEstimate:
         calls: Expected HTTP calls (= requests; retries come on top).
         prompt_tokens, completion_tokens: Expected tokens.
         cost: Money in the unit of the configured prices, ``None`` without prices.
+        cached: Requests that the cache answers for free (not in the figures above).
     """
 
     requests: int
@@ -196,10 +197,12 @@ class CostEstimate:
     prompt_tokens: int
     completion_tokens: int
     cost: float | None
+    cached: int = 0
 
     def __str__(self) -> str:
         money = "no prices configured" if self.cost is None else f"~{self.cost:.4f}"
-        return (f"{self.calls} calls, ~{self.prompt_tokens} prompt + "
+        cached = f" ({self.cached} more answered by the cache)" if self.cached else ""
+        return (f"{self.calls} calls{cached}, ~{self.prompt_tokens} prompt + "
                 f"~{self.completion_tokens} completion tokens, cost {money}")
 
 
@@ -214,11 +217,15 @@ def estimate_cost(n_requests: int, est_prompt_tokens: int, est_completion_tokens
         raise ValueError("estimate_cost needs non-negative counts")
     prompt = n_requests * est_prompt_tokens
     completion = n_requests * est_completion_tokens
-    cost = None
-    if config.price_per_1k_input is not None or config.price_per_1k_output is not None:
-        cost = (prompt * (config.price_per_1k_input or 0.0)
-                + completion * (config.price_per_1k_output or 0.0)) / 1000.0
-    return CostEstimate(n_requests, n_requests, prompt, completion, cost)
+    return CostEstimate(n_requests, n_requests, prompt, completion,
+                        _price(prompt, completion, config))
+
+
+def _price(prompt_tokens: int, completion_tokens: int, config: VLMConfig) -> float | None:
+    if config.price_per_1k_input is None and config.price_per_1k_output is None:
+        return None
+    return (prompt_tokens * (config.price_per_1k_input or 0.0)
+            + completion_tokens * (config.price_per_1k_output or 0.0)) / 1000.0
 
 
 def parse_json_answer(content: str) -> Any:
@@ -329,6 +336,23 @@ class VLMClient:
     def is_cached(self, request: VLMRequest) -> bool:
         """Whether ``request`` would be answered from the cache (for cost estimates)."""
         return self.cache is not None and self.cache.get(self.key_of(request)) is not None
+
+    def estimate(self, requests: Iterable[VLMRequest],
+                 est_completion_tokens: int = 100) -> CostEstimate:
+        """Cost of asking ``requests`` now: cached ones are free, the others are counted with
+        :func:`approx_tokens` of their messages and ``est_completion_tokens`` each."""
+        to_send = cached = prompt_tokens = 0
+        for request in requests:
+            messages = build_messages(request)
+            if self.cache is not None and self.cache.get(self._key(request, messages)) is not None:
+                cached += 1
+                continue
+            to_send += 1
+            prompt_tokens += approx_tokens(messages)
+        per_request = prompt_tokens // to_send if to_send else 0
+        estimate = estimate_cost(to_send, per_request, est_completion_tokens, self.config)
+        return attrs.evolve(estimate, prompt_tokens=prompt_tokens, cached=cached,
+                            cost=_price(prompt_tokens, estimate.completion_tokens, self.config))
 
     def ask_json(self, request: VLMRequest) -> VLMAnswer:
         """Ask one question; return the validated answer.
