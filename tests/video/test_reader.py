@@ -88,18 +88,25 @@ def test_index_cached_beside_video_and_invalidated(make_video, monkeypatch):
     assert VideoReader(path).n_frames == 30
 
 
-def test_index_goes_to_cache_dir_when_folder_read_only(make_video, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["mode", "error"])
+def test_index_goes_to_cache_dir_when_folder_read_only(make_video, tmp_path, monkeypatch, how):
     path = make_video("ro/a.mp4")
-    real_write = reader_mod.atomic_write_text
+    if how == "mode":  # no write bits (respected even when running as root)
+        path.parent.chmod(0o555)
+    else:  # writing fails
+        real_write = reader_mod.atomic_write_text
 
-    def refuse_video_folder(target, text):
-        if os.path.dirname(target) == str(path.parent):
-            raise PermissionError(f"read-only: {target}")
-        return real_write(target, text)
+        def refuse_video_folder(target, text):
+            if os.path.dirname(target) == str(path.parent):
+                raise PermissionError(f"read-only: {target}")
+            return real_write(target, text)
 
-    monkeypatch.setattr(reader_mod, "atomic_write_text", refuse_video_folder)
+        monkeypatch.setattr(reader_mod, "atomic_write_text", refuse_video_folder)
     cache = tmp_path / "cache"
-    VideoReader(path, cache_dir=cache)
+    try:
+        VideoReader(path, cache_dir=cache)
+    finally:
+        path.parent.chmod(0o755)
     assert not path.with_name(".a.mp4.bvlm-index").exists()
     assert len(list(cache.glob("*a.mp4.bvlm-index"))) == 1
     monkeypatch.setattr(reader_mod, "build_index", lambda p: (_ for _ in ()).throw(AssertionError))

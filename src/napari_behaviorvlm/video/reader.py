@@ -215,8 +215,20 @@ def _load_cached_index(path: Path, cache_dir: Path | None) -> VideoIndex | None:
     return None
 
 
+def _folder_writable(folder: Path) -> bool:
+    """Writable for us *and* not marked read-only (root ignores permission bits, but a folder
+    without any write bit is someone's read-only data: leave it alone)."""
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return True  # a cache folder not created yet
+    return bool(mode & 0o222) and os.access(folder, os.W_OK)
+
+
 def _save_index(path: Path, index: VideoIndex, cache_dir: Path | None) -> Path | None:
     for candidate in _index_locations(path, cache_dir):
+        if not _folder_writable(candidate.parent):
+            continue
         try:
             atomic_write_text(candidate, index.to_json())
             return candidate
