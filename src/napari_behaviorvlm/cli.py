@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "napari_behaviorvlm.geometry.commands",
     "napari_behaviorvlm.video.commands",
     "napari_behaviorvlm.vlm.commands",
+    "napari_behaviorvlm.io.commands",
 ]
 
 

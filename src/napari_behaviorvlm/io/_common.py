@@ -51,9 +51,10 @@ def project_stem(project: Project) -> str:
 def video_stems(project: Project) -> list[str]:
     """One unique, file-safe name per camera: the video file's stem (``camera name`` appended
     when two cameras share a stem)."""
-    stems = [safe_name(Path(c.video).stem, fallback=safe_name(c.name)) for c in project.session.cameras]
+    cameras = project.session.cameras
+    stems = [safe_name(Path(c.video).stem, fallback=safe_name(c.name)) for c in cameras]
     if len(set(stems)) != len(stems):
-        stems = [f"{s}_{safe_name(c.name)}" for s, c in zip(stems, project.session.cameras)]
+        stems = [f"{s}_{safe_name(c.name)}" for s, c in zip(stems, cameras)]
     return stems
 
 

@@ -250,7 +250,7 @@ def _long_form(path: Path) -> pd.DataFrame:
         df.columns.get_level_values("coords")))}
     parts = []
     for individual, bodypart in dict.fromkeys((i, b) for i, b, _ in position):
-        if (individual, bodypart, "x") not in position or (individual, bodypart, "y") not in position:
+        if any((individual, bodypart, axis) not in position for axis in "xy"):
             raise FormatError(f"{path}: bodypart {bodypart!r} lacks an x or y column")
         lik = position.get((individual, bodypart, "likelihood"))
         parts.append(pd.DataFrame({
