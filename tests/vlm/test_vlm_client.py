@@ -396,3 +396,34 @@ def test_estimate_before_a_run_counts_only_uncached_requests(make_config):
         assert (after.requests, after.cached) == (1, 3)
         assert after.cost == pytest.approx((after.prompt_tokens + 2 * 10) / 1000)
         assert server.request_count == 3
+
+
+def test_answer_cut_at_max_tokens_is_asked_again(make_config):
+    with TestDoubleChatServer(echo_responder, truncated_first=1) as server, \
+            VLMClient(make_config(server)) as client:
+        assert client.ask_json(ask("long")).data["label"] == "echo:long"
+        assert server.request_count == 2
+        assert "cut off at max_tokens" in server.requests[1]["messages"][-1]["content"]
+
+
+def test_image_detail_low_is_sent_and_counted(make_config):
+    image = np.zeros((1024, 1024, 3), np.uint8)
+    with TestDoubleChatServer(echo_responder) as server, \
+            VLMClient(make_config(server, image_detail="low")) as client:
+        client.ask_json(ask(images=[image]))
+        part = server.requests[0]["messages"][-1]["content"][1]
+        assert part["image_url"]["detail"] == "low"
+        text_only = approx_tokens(build_messages(ask()))
+        assert client.usage.prompt_tokens == text_only + 85
+
+
+def test_cancel_interrupts_a_long_retry_after(make_config):
+    stop = threading.Event()
+    with TestDoubleChatServer(echo_responder, fail_first=100, retry_after_s=30) as server, \
+            VLMClient(make_config(server, backoff_max_s=60)) as client:
+        threading.Timer(0.3, stop.set).start()
+        start = time.monotonic()
+        with pytest.raises(VLMCancelledError):
+            client.ask_json(ask(), should_stop=stop.is_set)
+        assert time.monotonic() - start < 5
+        assert server.request_count == 1 and client.usage.failures == 0

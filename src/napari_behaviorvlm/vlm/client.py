@@ -295,6 +295,7 @@ class VLMClient:
         self.cache = AnswerCache(config.cache_dir) if config.cache_dir is not None else None
         self.usage = VLMUsage()
         self._lock = threading.Lock()
+        self._local = threading.local()
         self._format_mode = _FORMAT_MODES[0]
 
     def __repr__(self) -> str:
@@ -331,7 +332,7 @@ class VLMClient:
 
     def key_of(self, request: VLMRequest) -> str:
         """Cache key of ``request`` (see :func:`.cache.cache_key`)."""
-        return self._key(request, build_messages(request))
+        return self._key(request, build_messages(request, self.config.image_detail))
 
     def is_cached(self, request: VLMRequest) -> bool:
         """Whether ``request`` would be answered from the cache (for cost estimates)."""
@@ -343,8 +344,9 @@ class VLMClient:
         :func:`approx_tokens` of their messages and ``est_completion_tokens`` each."""
         to_send = cached = prompt_tokens = 0
         for request in requests:
-            messages = build_messages(request)
-            if self.cache is not None and self.cache.get(self._key(request, messages)) is not None:
+            messages = build_messages(request, self.config.image_detail)
+            key = self._key(request, messages)
+            if self.cache is not None and self.cache.get(key) is not None:
                 cached += 1
                 continue
             to_send += 1
@@ -354,22 +356,33 @@ class VLMClient:
         return attrs.evolve(estimate, prompt_tokens=prompt_tokens, cached=cached,
                             cost=_price(prompt_tokens, estimate.completion_tokens, self.config))
 
-    def ask_json(self, request: VLMRequest) -> VLMAnswer:
+    def ask_json(self, request: VLMRequest,
+                 should_stop: Callable[[], bool] | None = None) -> VLMAnswer:
         """Ask one question; return the validated answer.
+
+        Args:
+            request: The question.
+            should_stop: Polled while waiting to retry; once it returns ``True`` the request
+                gives up with :class:`VLMCancelledError` (a long ``Retry-After`` does not
+                hold up a cancel).
 
         Raises:
             VLMRequestError: refused (non-retryable status) or retries exhausted.
             VLMAnswerError: the answers stayed malformed/invalid after every re-ask.
+            VLMCancelledError: ``should_stop`` said so.
         """
         start = time.monotonic()
         self._count(requests=1)
+        self._local.should_stop = should_stop
         try:
             return self._ask(request)
         except VLMError as exc:
             exc.tag = request.tag
-            self._count(failures=1)
+            if not isinstance(exc, VLMCancelledError):
+                self._count(failures=1)
             raise
         finally:
+            self._local.should_stop = None
             self._count(seconds=time.monotonic() - start)
 
     def ask_many(self, requests: Iterable[VLMRequest],
@@ -397,7 +410,7 @@ class VLMClient:
                 error.tag = request.tag
                 return error
             try:
-                return self.ask_json(request)
+                return self.ask_json(request, should_stop)
             except VLMError as exc:
                 return exc
 
@@ -429,7 +442,7 @@ class VLMClient:
                          temperature=self.config.temperature, max_tokens=self.config.max_tokens)
 
     def _ask(self, request: VLMRequest) -> VLMAnswer:
-        messages = build_messages(request)
+        messages = build_messages(request, self.config.image_detail)
         key = self._key(request, messages)
         if self.cache is not None:
             hit = self.cache.get(key)
@@ -599,8 +612,20 @@ class VLMClient:
             delay = min(delay, self.config.backoff_max_s)
             log.info("%s; retry %d/%d in %.2f s", problem, attempt + 1, attempts - 1, delay)
             self._count(retries=1)
-            time.sleep(delay)
+            self._wait(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, polling the current request's ``should_stop``."""
+        should_stop = getattr(self._local, "should_stop", None)
+        end = time.monotonic() + delay
+        while True:
+            if should_stop is not None and should_stop():
+                raise VLMCancelledError("cancelled while waiting to retry")
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.05))
 
     def _server_message(self, exc: openai.APIStatusError) -> str:
         body = exc.body

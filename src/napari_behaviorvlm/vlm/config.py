@@ -74,6 +74,8 @@ class VLMConfig:
         cache_dir: Folder of the content-addressed answer cache; ``None`` disables caching.
         temperature: Sampling temperature (0: as deterministic as the server allows).
         max_tokens: Upper bound of completion tokens per answer (``None``: server default).
+        image_detail: OpenAI's image ``detail`` (``"low"``: 85 tokens per image whatever its size,
+            enough for small crops; ``"high"``; ``"auto"``), or ``None`` to send none.
         price_per_1k_input: Price per 1000 prompt tokens (any currency) for cost estimates.
         price_per_1k_output: Price per 1000 completion tokens.
     """
@@ -90,6 +92,9 @@ class VLMConfig:
     cache_dir: Path | None = attrs.field(default=None, converter=_optional_path)
     temperature: float = attrs.field(default=0.0, converter=float, validator=_non_negative)
     max_tokens: int | None = attrs.field(default=1024, validator=_positive)
+    image_detail: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(
+            attrs.validators.in_(("low", "high", "auto"))))
     price_per_1k_input: float | None = attrs.field(default=None, validator=_non_negative)
     price_per_1k_output: float | None = attrs.field(default=None, validator=_non_negative)
 

@@ -117,24 +117,37 @@ class VLMRequest:
                 f"images={len(self.images)}, examples={len(self.examples)}, tag={self.tag!r})")
 
 
-def _user_content(text: str, images: Sequence[ImageLike]) -> str | list[dict[str, Any]]:
+def _user_content(text: str, images: Sequence[ImageLike],
+                  image_detail: str | None) -> str | list[dict[str, Any]]:
     if not images:
         return text  # plain string: accepted by every text-only server
     parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
-    parts.extend({"type": "image_url", "image_url": {"url": encode_image(image)}}
-                 for image in images)
+    for image in images:
+        image_url = {"url": encode_image(image)}
+        if image_detail is not None:
+            image_url["detail"] = image_detail
+        parts.append({"type": "image_url", "image_url": image_url})
     return parts
 
 
-def build_messages(request: VLMRequest) -> list[dict[str, Any]]:
-    """OpenAI chat messages for ``request``: system, few-shot turns, then the question."""
+def build_messages(request: VLMRequest, image_detail: str | None = None
+                   ) -> list[dict[str, Any]]:
+    """OpenAI chat messages for ``request``: system, few-shot turns, then the question.
+
+    Args:
+        request: The question.
+        image_detail: OpenAI's ``detail`` of every image part (``"low"``, ``"high"``,
+            ``"auto"``), or ``None`` to leave it out (the server's default).
+    """
     messages: list[dict[str, Any]] = [{"role": "system", "content": request.system}]
     for example in request.examples:
-        messages.append({"role": "user", "content": _user_content(example.user, example.images)})
+        messages.append({"role": "user",
+                         "content": _user_content(example.user, example.images, image_detail)})
         answer = example.answer if isinstance(example.answer, str) else json.dumps(
             example.answer, sort_keys=True, separators=(",", ":"))
         messages.append({"role": "assistant", "content": answer})
-    messages.append({"role": "user", "content": _user_content(request.user, request.images)})
+    messages.append({"role": "user",
+                     "content": _user_content(request.user, request.images, image_detail)})
     return messages
 
 
@@ -170,8 +183,9 @@ def _image_tokens(width: int, height: int) -> int:
 
 def approx_tokens(messages: list[dict[str, Any]]) -> int:
     """Rough prompt token count of chat ``messages``: ~4 characters per text token, 4 tokens of
-    overhead per message, and OpenAI's tile formula per image. Used for cost estimates and when
-    a server reports no ``usage``; real tokenizers differ by tens of percent."""
+    overhead per message, and OpenAI's tile formula per image (85 for ``detail: low``). Used for
+    cost estimates and when a server reports no ``usage``; real tokenizers differ by tens of
+    percent."""
     total = 0
     for message in messages:
         total += 4
@@ -181,6 +195,9 @@ def approx_tokens(messages: list[dict[str, Any]]) -> int:
             if part.get("type") == "text":
                 total += (len(part.get("text", "")) + 3) // 4
             elif part.get("type") == "image_url":
+                if part.get("image_url", {}).get("detail") == "low":
+                    total += 85
+                    continue
                 try:
                     height, width = decode_data_url(part["image_url"]["url"]).shape[:2]
                     total += _image_tokens(width, height)

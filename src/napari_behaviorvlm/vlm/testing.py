@@ -86,6 +86,8 @@ class TestDoubleChatServer:
         delay_s: Sleep before answering each chat request (to trigger client timeouts).
         malformed_first: The first N answers (after failures) are malformed JSON.
         malformed_rate: Probability that a later answer is malformed JSON (seeded by ``seed``).
+        truncated_first: The first N answers are cut in half with ``finish_reason`` "length"
+            (as when ``max_tokens`` is too small).
         refuse_status: When set (401, 400, 403...), every chat request is refused with it.
         reject_json_schema: Answer 400 to ``response_format`` ``{"type": "json_schema"}``.
         seed: Seed of the malformed-answer draws.
@@ -102,6 +104,7 @@ class TestDoubleChatServer:
     def __init__(self, responder: Responder, *, model: str = "test-double-model",
                  fail_first: int = 0, fail_status: int = 429, retry_after_s: float | None = None,
                  delay_s: float = 0.0, malformed_first: int = 0, malformed_rate: float = 0.0,
+                 truncated_first: int = 0,
                  refuse_status: int | None = None, reject_json_schema: bool = False,
                  seed: int = 0) -> None:
         self.responder = responder
@@ -112,6 +115,7 @@ class TestDoubleChatServer:
         self.delay_s = delay_s
         self.malformed_first = malformed_first
         self.malformed_rate = malformed_rate
+        self.truncated_first = truncated_first
         self.refuse_status = refuse_status
         self.reject_json_schema = reject_json_schema
         self.requests: list[dict[str, Any]] = []
@@ -202,14 +206,17 @@ class TestDoubleChatServer:
             self._answered += 1
             malformed = answered < self.malformed_first or (
                 self.malformed_rate > 0 and self._rng.random() < self.malformed_rate)
-        if malformed:
+        finish_reason = "stop"
+        if answered < self.truncated_first:
+            content, finish_reason = content[: max(1, len(content) // 2)], "length"
+        elif malformed:
             content = content[: max(1, len(content) // 2)] + ' "oops'
         completion = {
             "id": f"chatcmpl-testdouble-{index}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", self.model),
-            "choices": [{"index": 0, "finish_reason": "stop",
+            "choices": [{"index": 0, "finish_reason": finish_reason,
                          "message": {"role": "assistant", "content": content}}],
             "usage": {"prompt_tokens": approx_tokens(body.get("messages", [])),
                       "completion_tokens": (len(content) + 3) // 4,
