@@ -74,45 +74,27 @@ def check_all_writable(paths: Iterable[Path], overwrite: bool) -> None:
 
 
 def read_frames(video: str | Path, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(index, frame)`` for the requested video frames, in ascending order.
+    """Yield ``(index, frame)`` for the requested video frames, in ascending order, read with
+    the package's frame-exact :class:`~napari_behaviorvlm.video.reader.VideoReader`.
 
-    ``frame`` is ``uint8`` ``(H, W, 3)`` RGB (or ``(H, W)`` grey). Uses the package's
-    frame-exact reader when available, else decodes with PyAV from the start (exact, slower).
+    ``frame`` is ``uint8`` ``(H, W, 3)`` RGB or ``(H, W)`` grey.
 
     Raises:
         FileNotFoundError: the video does not exist.
         FormatError: a requested frame is past the end of the video.
     """
+    from napari_behaviorvlm.video.reader import VideoReader
+
     video = Path(video)
     if not video.exists():
         raise FileNotFoundError(
             f"video {video} not found: frames for the export cannot be read (fix the session's "
             "video paths, or export without images)"
         )
-    wanted = sorted({int(i) for i in indices})
-    if not wanted:
-        return
-    try:
-        from napari_behaviorvlm.video.reader import VideoReader
-    except ImportError:
-        VideoReader = None
-    if VideoReader is not None:
-        reader = VideoReader(video)
-        for i in wanted:
+    with VideoReader(video) as reader:
+        for i in sorted({int(i) for i in indices}):
             try:
-                yield i, np.asarray(reader[i])
+                frame = np.asarray(reader[i])
             except IndexError:
-                raise FormatError(f"{video} has no frame {i}") from None
-        return
-    import av
-
-    with av.open(str(video)) as container:
-        pending = iter(wanted)
-        target = next(pending)
-        for index, frame in enumerate(container.decode(video=0)):
-            if index == target:
-                yield index, frame.to_ndarray(format="rgb24")
-                target = next(pending, None)
-                if target is None:
-                    return
-    raise FormatError(f"{video} has no frame {target} (the video ends earlier)")
+                raise FormatError(f"{video} has no frame {i} (it has {reader.n_frames})") from None
+            yield i, frame
