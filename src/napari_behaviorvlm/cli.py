@@ -23,6 +23,8 @@ COMMAND_MODULES: list[str] = [
     "napari_behaviorvlm.video.commands",
     "napari_behaviorvlm.vlm.commands",
     "napari_behaviorvlm.io.commands",
+    "napari_behaviorvlm.behavior.commands",
+    "napari_behaviorvlm.demo",
 ]
 
 
