@@ -19,8 +19,8 @@ import attrs
 import numpy as np
 
 __all__ = [
-    "BODY_PARTS", "DOT_OFFSET", "PART_AXES", "Posture", "body_ellipsoids", "inside_ellipsoids", "mouse_geometry",
-    "segment_hits_ellipsoids", "sphere_cover",
+    "BODY_PARTS", "DOT_OFFSET", "PART_AXES", "Posture", "body_ellipsoids", "inside_ellipsoids", "mouse_geometry", "push_out",
+    "segment_hits_ellipsoids", "sphere_cover", "tail_curve",
 ]
 
 BODY_PARTS = ("rear", "front", "head")
@@ -257,15 +257,20 @@ def mouse_geometry(posture: Posture, scale: float = 1.0,
     eyes = _to_world(eyes, p)
     # Paws and tail were placed freely: push any that ended inside the body back out.
     keypoints = push_out(keypoints, centers, rotations, axes_all, margin=DOT_OFFSET)
+    return {
+        "centers": centers, "rotations": rotations, "axes": axes_all,
+        "keypoints": keypoints, "eyes": eyes, "tail_curve": tail_curve(keypoints),
+    }
+
+
+def tail_curve(keypoints: np.ndarray) -> np.ndarray:
+    """Points ``(F, 9, 3)`` along the tail (tail_base -> tail_mid -> tail_tip, straight
+    pieces) from keypoints ``(F, 12, 3)`` in skeleton order."""
     t = np.linspace(0.0, 1.0, 5)[:, None]
-    tail = np.concatenate([
+    return np.concatenate([
         keypoints[:, None, 9] * (1 - t) + keypoints[:, None, 10] * t,
         keypoints[:, None, 10] * (1 - t[1:]) + keypoints[:, None, 11] * t[1:],
     ], axis=1)
-    return {
-        "centers": centers, "rotations": rotations, "axes": axes_all,
-        "keypoints": keypoints, "eyes": eyes, "tail_curve": tail,
-    }
 
 
 def _to_unit(points: np.ndarray, centers: np.ndarray, rotations: np.ndarray,

@@ -16,12 +16,14 @@ from napari_behaviorvlm.core.pose import PoseTable
 from napari_behaviorvlm.core.segments import Segment, SegmentTable
 from napari_behaviorvlm.core.skeleton import Skeleton, default_qd_mouse_skeleton
 from napari_behaviorvlm.geometry.camera import CameraGroup
-from napari_behaviorvlm.synth.body import mouse_geometry, segment_hits_ellipsoids
+from napari_behaviorvlm.synth.body import (
+    DOT_OFFSET, mouse_geometry, push_out, segment_hits_ellipsoids, tail_curve,
+)
 from napari_behaviorvlm.synth.config import SynthConfig
 from napari_behaviorvlm.synth.motion import simulate_motion
 from napari_behaviorvlm.synth.rig import make_rig
 
-__all__ = ["SyntheticSession", "bouts_from_labels", "simulate", "truth_pose_table"]
+__all__ = ["SyntheticSession", "bouts_from_labels", "occluded_mask", "simulate", "truth_pose_table"]
 
 # Body part each surface dot sits on (its outward normal sets how bright it looks); paws and the
 # tail beyond its base face up.
@@ -174,6 +176,13 @@ def simulate(config: SynthConfig | None = None) -> SyntheticSession:
     centers, rotations, axes = stack("centers"), stack("rotations"), stack("axes")
     eyes3d, tail3d = stack("eyes"), stack("tail_curve")
     n_f, n_m, n_k = points3d.shape[:3]
+    for m in range(n_m):  # a tail or paw under the other mouse is pushed out of its body
+        others = [o for o in range(n_m) if o != m]
+        if others:
+            points3d[:, m] = push_out(points3d[:, m], centers[:, others].reshape(n_f, -1, 3),
+                                      rotations[:, others].reshape(n_f, -1, 3, 3),
+                                      axes[:, others].reshape(n_f, -1, 3), margin=DOT_OFFSET)
+            tail3d[:, m] = tail_curve(points3d[:, m])
     n_c = len(calibration)
 
     points2d = calibration.project(points3d)  # (C, F, M, K, 2)
@@ -185,17 +194,8 @@ def simulate(config: SynthConfig | None = None) -> SyntheticSession:
                     & (xy[..., 1] >= 0) & (xy[..., 1] <= h - 1))
 
     in_image = inside(points2d)
-    flat_c = centers.reshape(n_f, n_m * 3, 3)
-    flat_r = rotations.reshape(n_f, n_m * 3, 3, 3)
-    flat_a = axes.reshape(n_f, n_m * 3, 3)
-    occluded = np.stack([
-        segment_hits_ellipsoids(cam.center, points3d.reshape(n_f, n_m * n_k, 3), flat_c, flat_r, flat_a)
-        for cam in calibration
-    ]).reshape(n_c, n_f, n_m, n_k)
-    eyes_hidden = np.stack([
-        segment_hits_ellipsoids(cam.center, eyes3d.reshape(n_f, n_m * 2, 3), flat_c, flat_r, flat_a)
-        for cam in calibration
-    ]).reshape(n_c, n_f, n_m, 2)
+    occluded = occluded_mask(calibration, points3d, centers, rotations, axes)
+    eyes_hidden = occluded_mask(calibration, eyes3d, centers, rotations, axes)
     eyes_visible = inside(calibration.project(eyes3d)) & ~eyes_hidden
 
     missed = _dropouts(miss_rng, (n_c, n_f, n_m, n_k), config.dropout_rate, config.dropout_run)
@@ -213,6 +213,19 @@ def simulate(config: SynthConfig | None = None) -> SyntheticSession:
         ellipsoid_centers=centers, ellipsoid_rotations=rotations, ellipsoid_axes=axes,
         eyes3d=eyes3d, eyes_visible=eyes_visible, tail3d=tail3d,
     )
+
+
+def occluded_mask(calibration: CameraGroup, points: np.ndarray, centers: np.ndarray,
+                  rotations: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """Bool ``(C, F, M, N)``: point ``points[f, m, n]`` (mm) is hidden from camera ``c`` by a
+    body ellipsoid of any mouse (``centers (F, M, P, 3)``, ``rotations (F, M, P, 3, 3)``,
+    ``axes (F, M, P, 3)``) lying on the segment between the camera centre and the point."""
+    n_f, n_m, n_p = centers.shape[:3]
+    flat = points.reshape(n_f, -1, 3)
+    args = (centers.reshape(n_f, n_m * n_p, 3), rotations.reshape(n_f, n_m * n_p, 3, 3),
+            axes.reshape(n_f, n_m * n_p, 3))
+    hidden = np.stack([segment_hits_ellipsoids(cam.center, flat, *args) for cam in calibration])
+    return hidden.reshape((len(calibration),) + points.shape[:-1])
 
 
 def _dropouts(rng: np.random.Generator, shape: tuple[int, ...], rate: float,
