@@ -12,7 +12,7 @@ from pathlib import Path
 
 from napari_behaviorvlm.vlm.config import VLMConfig
 
-__all__ = ["add_vlm_arguments", "config_from_args", "register"]
+__all__ = ["add_vlm_arguments", "config_from_args", "register", "register_bench"]
 
 _CHECK_SCHEMA = {
     "type": "object",
@@ -86,6 +86,61 @@ def register(subparsers) -> None:
                     "templates and its JSON schema.")
     prompts.add_argument("name", nargs="?", help="prompt name or version, e.g. pose_assign_v1")
     prompts.set_defaults(func=_prompts)
+
+
+def register_bench(bench_subparsers) -> None:
+    """Add ``bench vlm``."""
+    parser = bench_subparsers.add_parser(
+        "vlm", help="client retries, concurrency and cache against the test double server",
+        description="Asks N JSON questions (one image each) over HTTP to the test double "
+                    "server (NOT a model: fixed latency, injected 429s and malformed answers): "
+                    "once sequentially, once with --concurrency in flight, once more from the "
+                    "cache. Reports answered/correct counts, calls per request, retries, "
+                    "speed-up and the calls of the cached rerun (expected 0).")
+    parser.add_argument("--requests", type=int, default=100, help="questions (default 100)")
+    parser.add_argument("--latency", type=float, default=0.05,
+                        help="test double seconds per answer (default 0.05)")
+    parser.add_argument("--concurrency", type=int, default=4, help="in flight (default 4)")
+    parser.add_argument("--fail-rate", type=float, default=0.1,
+                        help="share of calls answered 429 (default 0.1)")
+    parser.add_argument("--malformed-rate", type=float, default=0.1,
+                        help="share of answers with broken JSON (default 0.1)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
+    parser.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from napari_behaviorvlm.core.atomic import atomic_write_text, check_overwrite
+    from napari_behaviorvlm.vlm.bench import bench_vlm
+
+    if args.requests < 1 or args.concurrency < 1 or args.latency < 0:
+        raise ValueError("--requests and --concurrency must be >= 1, --latency >= 0")
+    if not (0 <= args.fail_rate < 1 and 0 <= args.malformed_rate < 1):
+        raise ValueError("--fail-rate and --malformed-rate must be in [0, 1)")
+    if args.json:
+        check_overwrite(args.json, args.overwrite)
+    res = bench_vlm(args.requests, args.latency, args.concurrency, args.fail_rate,
+                    args.malformed_rate, seed=args.seed)
+    print(f"bench vlm: {args.requests} requests against the TEST DOUBLE server (not a model), "
+          f"{args.latency * 1000:.0f} ms latency, {args.fail_rate:.0%} 429s, "
+          f"{args.malformed_rate:.0%} malformed answers")
+    for name in ("sequential", "concurrent", "cached_rerun"):
+        run = res[name]
+        print(f"  {name:<13} {run['wall_s']:7.2f} s  {run['requests_per_s']:7.1f} req/s  "
+              f"answered {run['answered']}/{args.requests} (correct {run['correct']})  "
+              f"calls/request {run['calls'] / args.requests:.2f}  retries {run['retries']}  "
+              f"re-asks {run['answer_retries']}  cache hits {run['cache_hits']}")
+    print(f"  speed-up with concurrency {args.concurrency}: {res['speedup_concurrent']:.1f}x "
+          f"(server saw at most {res['max_in_flight']} in flight); cached rerun sent "
+          f"{res['cached_rerun']['server_requests']} requests")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

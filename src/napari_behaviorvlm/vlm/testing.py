@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -83,6 +84,7 @@ class TestDoubleChatServer:
         fail_first: The first ``fail_first`` chat requests fail with ``fail_status``.
         fail_status: Status of those failures (429 or 5xx).
         retry_after_s: ``Retry-After`` header (seconds) sent with those failures, if not None.
+        fail_rate: Probability that a later chat request fails with ``fail_status`` (seeded).
         delay_s: Sleep before answering each chat request (to trigger client timeouts).
         malformed_first: The first N answers (after failures) are malformed JSON.
         malformed_rate: Probability that a later answer is malformed JSON (seeded by ``seed``).
@@ -90,7 +92,7 @@ class TestDoubleChatServer:
             (as when ``max_tokens`` is too small).
         refuse_status: When set (401, 400, 403...), every chat request is refused with it.
         reject_json_schema: Answer 400 to ``response_format`` ``{"type": "json_schema"}``.
-        seed: Seed of the malformed-answer draws.
+        seed: Seed of the random failure and malformed-answer draws.
 
     Attributes:
         requests: Bodies of the chat requests received (in arrival order), failures included.
@@ -103,6 +105,7 @@ class TestDoubleChatServer:
 
     def __init__(self, responder: Responder, *, model: str = "test-double-model",
                  fail_first: int = 0, fail_status: int = 429, retry_after_s: float | None = None,
+                 fail_rate: float = 0.0,
                  delay_s: float = 0.0, malformed_first: int = 0, malformed_rate: float = 0.0,
                  truncated_first: int = 0,
                  refuse_status: int | None = None, reject_json_schema: bool = False,
@@ -112,6 +115,7 @@ class TestDoubleChatServer:
         self.fail_first = fail_first
         self.fail_status = fail_status
         self.retry_after_s = retry_after_s
+        self.fail_rate = fail_rate
         self.delay_s = delay_s
         self.malformed_first = malformed_first
         self.malformed_rate = malformed_rate
@@ -187,7 +191,10 @@ class TestDoubleChatServer:
     def _answer(self, body: dict[str, Any], index: int) -> tuple[int, dict, dict]:
         if self.refuse_status is not None:
             return self.refuse_status, {}, _error(self.refuse_status, "refused by the test double")
-        if index < self.fail_first:
+        with self._lock:
+            fail = index < self.fail_first or (
+                self.fail_rate > 0 and self._rng.random() < self.fail_rate)
+        if fail:
             extra = {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
             return self.fail_status, extra, _error(self.fail_status, "injected failure")
         response_format = body.get("response_format") or {}
@@ -234,6 +241,11 @@ def _error(status: int, message: str) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     double: TestDoubleChatServer
     protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16  # headers and body leave in one write: no Nagle/delayed-ACK stall
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:  # silence per-request logging
         pass
@@ -246,11 +258,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.end_headers()
         try:
+            self.end_headers()
             self.wfile.write(data)
+            self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):  # client gave up (timeout)
-            pass
+            self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         if self.path.rstrip("/") == "/v1/models":
