@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "napari_behaviorvlm.vlm.commands",
     "napari_behaviorvlm.io.commands",
     "napari_behaviorvlm.behavior.commands",
+    "napari_behaviorvlm.pose.commands",
     "napari_behaviorvlm.demo",
 ]
 

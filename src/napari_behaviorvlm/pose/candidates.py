@@ -10,10 +10,11 @@ A QD marker shows up as a small bright, roughly Gaussian glow. Detection:
 4. local maxima above the threshold; two maxima of one blob are two dots (merged dots are
    split) when they are at least ``min_separation`` px apart and the intensity between them
    dips below ``split_ratio`` of the weaker peak, otherwise one dot;
-5. each maximum is checked in a window of radius ``max_radius``: area above the threshold
-   (``min_area``..``max_area`` px²), elongation (ratio of the principal axes of the
-   Gaussian-weighted second moments, ``max_elongation``: streaks are rejected) and sharpness
-   (``min_sharpness``: broad reflections are rejected);
+5. each maximum is checked in a window of radius ``max_radius`` over the pixels nearer to it
+   than to any other maximum: area above half its peak (``min_area``..``max_area`` px²),
+   elongation of those pixels (ratio of the principal axes of their second moments,
+   ``max_elongation``: streaks are rejected) and sharpness (``min_sharpness``: broad
+   reflections are rejected);
 6. each kept maximum gets a subpixel position from a Gaussian (log-parabola) fit over its 3x3
    neighbourhood, falling back to an intensity-weighted centroid where the peak is flat
    (saturated).
@@ -40,8 +41,8 @@ class CandidateParams:
         smooth_sigma: Gaussian blur in px applied after the top-hat (0 disables it).
         min_peak: Smallest accepted peak height above the local background (grey levels).
         snr: Threshold in multiples of the robust noise estimate (the larger one wins).
-        min_area: Smallest component area in px² (smaller ones are noise specks).
-        max_area: Largest component area in px² (larger ones are reflections or flares).
+        min_area: Smallest area in px² above half the peak (smaller: noise, hot pixels).
+        max_area: Largest area in px² above half the peak (larger: reflections, flares).
         max_elongation: Largest ratio of the principal axes (streaks are rejected).
         min_sharpness: Smallest ratio of the top-hat peak to the peak's contrast against a
             ring of radius ``max_radius + 2`` in the raw image (broad reflections keep only
@@ -56,8 +57,8 @@ class CandidateParams:
     smooth_sigma: float = 0.8
     min_peak: float = 25.0
     snr: float = 6.0
-    min_area: int = 3
-    max_area: int = 60
+    min_area: int = 2
+    max_area: int = 40
     max_elongation: float = 1.8
     min_sharpness: float = 0.6
     min_separation: float = 2.5
@@ -72,7 +73,8 @@ class Candidates:
     Attributes:
         xy: float64 ``(N, 2)`` subpixel positions ``x, y`` in px.
         peak: float32 ``(N,)`` peak height above the local background (grey levels).
-        area: int32 ``(N,)`` area in px² of the (split) component above the threshold.
+        area: int32 ``(N,)`` area in px² above half the peak (of the pixels nearer to this
+            peak than to any other).
     """
 
     xy: np.ndarray = attrs.field(factory=lambda: np.zeros((0, 2)))
@@ -159,7 +161,7 @@ def detect_candidates(image: np.ndarray, params: CandidateParams | None = None) 
         nearest = np.minimum(nearest, (gy - ys[j]) ** 2 + (gx - xs[j]) ** 2)
     dyy, dxx = np.meshgrid(off, off, indexing="ij")
     own = (dxx ** 2 + dyy ** 2)[None] <= nearest
-    above = (win > thr) & own
+    above = (win > 0.5 * vals[:, None, None]) & own
     area = above.sum(axis=(1, 2)).astype(np.int32)
     wmass = above.astype(np.float64)
     total = wmass.sum(axis=(1, 2)) + 1e-9

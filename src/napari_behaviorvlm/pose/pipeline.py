@@ -38,7 +38,7 @@ from napari_behaviorvlm.core.pose import Flag, Source
 from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
 from napari_behaviorvlm.pose.reasoner import LocalReasoner, Reasoner, ViewContext, ViewExample, label_view
-from napari_behaviorvlm.pose.refine import RefineParams, refine_frame, score_frame
+from napari_behaviorvlm.pose.refine import BodyModel, RefineParams, refine_frame, score_frame
 
 __all__ = [
     "LabelingConfig",
@@ -93,6 +93,7 @@ class LabelingConfig:
     use_refinement: bool = True
     velocity_damping: float = 0.8
     hybrid_margin: float = 2.0
+    shape_prior: bool = False
     cache_dir: str | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -324,6 +325,33 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
     return pred, sigma
 
 
+def shape_correct(pred: np.ndarray, sigma: np.ndarray, body: BodyModel, max_dev_mm: float = 6.0
+                  ) -> None:
+    """Pull predictions that drifted off the body shape back onto it, in place.
+
+    Each keypoint with at least 3 rigid partners (:class:`BodyModel`) is also placed by a rigid
+    fit of a seed pose onto those partners' predictions; where the temporal prediction is more
+    than ``max_dev_mm`` from that shape-based position (e.g. it locked onto a distractor such as
+    the eye shine next to an ear), the shape-based position replaces it.
+    """
+    for m in range(pred.shape[0]):
+        known = np.isfinite(pred[m]).all(axis=-1)
+        for k in range(pred.shape[1]):
+            partners = body.rigid[m, k] & known
+            partners[k] = False
+            if partners.sum() < 3:
+                continue
+            for ref in body.poses:
+                if not (np.isfinite(ref[m][partners]).all() and np.isfinite(ref[m, k]).all()):
+                    continue
+                rot, t = _kabsch(ref[m][partners], pred[m][partners])
+                x_s = ref[m, k] @ rot.T + t
+                if not known[k] or np.linalg.norm(pred[m, k] - x_s) > max_dev_mm:
+                    pred[m, k] = x_s
+                    sigma[m, k] = max(np.nan_to_num(sigma[m, k], nan=0.0), 4.0)
+                break
+
+
 def predict_2d(points2d: np.ndarray, frame: int, direction: int, window: int, damping: float
                ) -> tuple[np.ndarray, np.ndarray]:
     """Per-view 2D prediction from the window's 2D labels (no cross-view information).
@@ -369,6 +397,7 @@ class _Runner:
     read: FrameSource
     ref_peak: np.ndarray | None = None
     reference: list[np.ndarray] = attrs.field(factory=list)
+    body: BodyModel | None = None
     cand_cache: dict[tuple[int, int], Candidates] = attrs.field(factory=dict)
 
     @property
@@ -402,6 +431,8 @@ class _Runner:
         if cfg.use_refinement:
             pred3, sig3 = predict_3d(poses.points3d, frame, direction, cfg.window, self.reference,
                                      cfg.velocity_damping)
+            if self.body is not None and cfg.shape_prior:
+                shape_correct(pred3, sig3, self.body)
             pred2 = group.project(pred3)  # (C, M, K, 2)
             depth = np.stack([cam.world_to_camera(pred3)[..., 2] for cam in group])
             focal = np.array([cam.matrix[0, 0] for cam in group])[:, None, None]
@@ -449,7 +480,8 @@ class _Runner:
             margin[c][free] = out.margin[free]
             rflags[c][free] = out.flags[free]
         res = refine_frame(group, self.project.skeleton, obs, human, cands, index, conf, margin,
-                           rflags, pred3, sig3, cfg.refine, use_refinement=cfg.use_refinement)
+                           rflags, pred3, sig3, cfg.refine, use_refinement=cfg.use_refinement,
+                           body=self.body)
         _write_frame(self.project, frame, res)
         return res, calls
 
@@ -555,6 +587,7 @@ def run_labeling(
         if not np.isfinite(poses.points3d[s]).any():
             retriangulate_frame(project, s)
     runner.reference = [poses.points3d[s] for s in seeds]
+    runner.body = BodyModel.from_seeds(project.skeleton, runner.reference)
     runner.ref_peak = _seed_peaks(runner, seeds)
     runner.forget(seeds)
     block = 64

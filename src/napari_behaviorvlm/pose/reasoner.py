@@ -346,8 +346,7 @@ def _margins(full: np.ndarray, choice: np.ndarray, n: int, none_cost: np.ndarray
     return np.clip(margin, 0.0, 1e3)
 
 
-def harmonize(ctx: ViewContext, answers: list[RegionAnswer], trust_choices: bool = False
-              ) -> ViewAssignment:
+def harmonize(ctx: ViewContext, answers: list[RegionAnswer]) -> ViewAssignment:
     """Stage 3: one-to-one assignment of the view's candidates over every region answer.
 
     The stacked region costs are solved jointly (Hungarian) so no candidate serves two
@@ -362,17 +361,11 @@ def harmonize(ctx: ViewContext, answers: list[RegionAnswer], trust_choices: bool
     none = np.zeros(r)
     conf_in = np.ones(r)
     flags_in = np.zeros(r, np.uint16)
-    bonus_rows = np.zeros(r, bool)
     i = 0
     for a in answers:
         for j, _ in enumerate(a.keypoints):
             full[i, :n] = a.cost[j]
             none[i] = a.none_cost[j]
-            if a.source != "local" and a.choice[j] >= 0 and a.cost[j, a.choice[j]] < _BIG:
-                full[i, a.choice[j]] = max(full[i, a.choice[j]] - 0.5 * a.none_cost[j], 0.0)
-                bonus_rows[i] = True
-            elif a.source != "local" and a.choice[j] < 0:
-                none[i] = 0.0
             conf_in[i] = a.confidence[j]
             flags_in[i] = a.flags[j]
             i += 1
@@ -399,7 +392,7 @@ def harmonize(ctx: ViewContext, answers: list[RegionAnswer], trust_choices: bool
             xy[mi, k] = ctx.candidates.xy[choice[idx]]
         marg[mi, k] = margin[idx]
         c = margin_confidence(margin[idx])
-        conf[mi, k] = min(c, conf_in[idx]) if bonus_rows[idx] or trust_choices else c
+        conf[mi, k] = min(c, conf_in[idx])
         flags[mi, k] = flags_in[idx]
     return ViewAssignment(index, xy, conf, marg, flags)
 

@@ -68,6 +68,10 @@ class RefineParams:
         low_confidence: LOW_MODEL_CONFIDENCE below this stage-3 confidence.
         swap_margin_mm: SWAP when the exchanged pair fits the prediction better by this much.
         reassign_sigma_px: Scale of the reprojection cost when re-solving a view.
+        shape_tolerance_mm: AMBIGUOUS when a keypoint's rigid-link lengths deviate from the
+            seeds' by more than this (median over its rigid partners).
+        side_tolerance_mm: A left/right keypoint is on the wrong side of the body when it is
+            more than this beyond the midline plane.
     """
 
     threshold_px: float = 4.0
@@ -77,6 +81,8 @@ class RefineParams:
     low_confidence: float = 0.2
     swap_margin_mm: float = 2.0
     reassign_sigma_px: float = 1.5
+    shape_tolerance_mm: float = 5.0
+    side_tolerance_mm: float = 2.0
 
 
 @attrs.define(eq=False)
@@ -122,6 +128,7 @@ def refine_frame(
     sigma3d: np.ndarray | None = None,
     params: RefineParams | None = None,
     use_refinement: bool = True,
+    body: BodyModel | None = None,
 ) -> FrameResult:
     """Stage 4 for one frame (see the module docstring).
 
@@ -139,6 +146,9 @@ def refine_frame(
         params: Thresholds.
         use_refinement: False = the ablation without stage 4: plain triangulation of every
             labeled view, no hypotheses (flags and confidence are still computed).
+        body: Shape priors from the seeds: a left/right pair found on the wrong sides of the
+            body is swapped in every view (stage 4 only); a single keypoint on the wrong side
+            is flagged SWAP, one breaking the seeds' rigid link lengths AMBIGUOUS.
     """
     params = params or RefineParams()
     n_cam, n_ind, n_kp = obs.shape[:3]
@@ -176,11 +186,15 @@ def refine_frame(
             x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
             n_views = np.isfinite(obs[..., 0]).sum(axis=0)
             x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
+        if body is not None and _fix_sides(skeleton, body, x3, obs, human, index):
+            n_changed += 1
+            x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
+            x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
     else:
         x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
         n_views = np.isfinite(obs[..., 0]).sum(axis=0)
     out = score_frame(group, skeleton, obs, human, x3, n_views, assign_conf, assign_margin,
-                      assign_flags, predicted3d, sigma3d, params)
+                      assign_flags, predicted3d, sigma3d, params, body)
     out.n_changed, out.n_dropped = n_changed, n_dropped
     return out
 
@@ -236,7 +250,8 @@ def _resolve_view(c: int, proj: np.ndarray, trusted: np.ndarray, obs: np.ndarray
 def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: np.ndarray,
                 points3d: np.ndarray, n_views: np.ndarray, assign_conf: np.ndarray,
                 assign_margin: np.ndarray, assign_flags: np.ndarray, predicted3d: np.ndarray,
-                sigma3d: np.ndarray, params: RefineParams) -> FrameResult:
+                sigma3d: np.ndarray, params: RefineParams, body: BodyModel | None = None
+                ) -> FrameResult:
     """Reprojection errors, confidences and flags of one frame's final labels."""
     n_cam, n_ind, n_kp = obs.shape[:3]
     labeled = np.isfinite(obs[..., 0])
@@ -258,6 +273,13 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     jump = has3 & haspred & (dist > np.maximum(params.jump_mm, 4.0 * sigma3d))
     kp_flags |= np.where(jump, int(Flag.JUMP), 0).astype(np.uint16)
     kp_flags |= _swap_flags(skeleton, points3d, predicted3d, params.swap_margin_mm)
+    if body is not None:
+        resid = body.shape_residual(points3d)
+        kp_flags |= np.where(np.nan_to_num(resid) > params.shape_tolerance_mm,
+                             int(Flag.AMBIGUOUS), 0).astype(np.uint16)
+        lat = body.lateral(points3d) * body.side
+        kp_flags |= np.where(np.nan_to_num(lat) < -params.side_tolerance_mm,
+                             int(Flag.SWAP), 0).astype(np.uint16)
     any_label = labeled.any(axis=0)
     spread = np.where(labeled | ~any_label[None], kp_flags[None], 0).astype(np.uint16)
     flags |= spread
@@ -269,6 +291,23 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     conf = np.where(human, 1.0, conf)
     conf = np.where(labeled, conf, np.nan).astype(np.float32)
     return FrameResult(obs, conf, err, flags, points3d, n_views.astype(np.int64))
+
+
+def _fix_sides(skeleton: Skeleton, body: BodyModel, x3: np.ndarray, obs: np.ndarray,
+               human: np.ndarray, index: np.ndarray) -> bool:
+    """Swap, in every view, the model labels of a left/right pair found with both keypoints
+    on the wrong side of the body. Returns whether anything changed."""
+    lat = body.lateral(x3) * body.side
+    changed = False
+    for m in range(x3.shape[0]):
+        for a, b in skeleton.symmetry_indices():
+            if body.side[m, a] == 0 or body.side[m, b] == 0:
+                continue
+            if lat[m, a] < -1.5 and lat[m, b] < -1.5 and not (human[:, m, a] | human[:, m, b]).any():
+                obs[:, m, [a, b]] = obs[:, m, [b, a]]
+                index[:, m, [a, b]] = index[:, m, [b, a]]
+                changed = True
+    return changed
 
 
 def _swap_flags(skeleton: Skeleton, x3: np.ndarray, pred: np.ndarray, margin: float) -> np.ndarray:
@@ -297,3 +336,90 @@ def _swap_flags(skeleton: Skeleton, x3: np.ndarray, pred: np.ndarray, margin: fl
             for k in range(n_kp):
                 check((m1, k), (m2, k))
     return out
+
+
+@attrs.define(eq=False)
+class BodyModel:
+    """Shape priors learned from the seed frames' 3D poses (one set per individual).
+
+    Attributes:
+        mean_dist: ``(M, K, K)`` mm, mean distance of every keypoint pair over the seeds.
+        rigid: ``(M, K, K)`` bool, pairs whose distance varies by less than ``rigid_spread_mm``
+            over the seeds (and are at least 5 mm apart): near-rigid links of the body.
+        side: ``(M, K)`` +1 / -1 / 0: the side of the body (left +) each keypoint is on in
+            the seeds (0 when not consistently off the midline by ``side_min_mm``).
+        midline: Indices of keypoints without a left/right partner, in skeleton order; the
+            first three define the body axis (forward = first minus the next two).
+        poses: The seed poses ``(M, K, 3)``.
+    """
+
+    mean_dist: np.ndarray
+    rigid: np.ndarray
+    side: np.ndarray
+    midline: list[int]
+    poses: list[np.ndarray]
+
+    @classmethod
+    def from_seeds(cls, skeleton: Skeleton, poses: list[np.ndarray], rigid_spread_mm: float = 2.5,
+                   side_min_mm: float = 3.0) -> BodyModel:
+        mirror = skeleton.mirror_index()
+        midline = [k for k in range(skeleton.n_keypoints) if mirror[k] == k]
+        stack = np.stack(poses) if poses else np.full((1, 1, skeleton.n_keypoints, 3), np.nan)
+        d = np.linalg.norm(stack[:, :, :, None] - stack[:, :, None], axis=-1)  # (S, M, K, K)
+        with np.errstate(invalid="ignore"), _quiet():
+            mean = np.nanmean(d, axis=0)
+            spread = np.nanmax(d, axis=0) - np.nanmin(d, axis=0)
+            n_ok = np.isfinite(d).sum(axis=0)
+        rigid = (n_ok >= 2) & (spread < rigid_spread_mm) & (mean > 5.0)
+        lat = np.stack([_lateral(p, midline) for p in poses]) if poses else np.full((1,) + stack.shape[1:3], np.nan)
+        with _quiet():
+            sign = np.sign(np.nanmean(np.sign(lat), axis=0))
+            consistent = np.nanmin(np.abs(lat), axis=0) > side_min_mm
+        side = np.where(consistent & (np.abs(np.nanmean(np.sign(lat), axis=0)) == 1), sign, 0)
+        return cls(mean, rigid, np.nan_to_num(side).astype(int), midline, list(poses))
+
+    def shape_residual(self, x3: np.ndarray) -> np.ndarray:
+        """``(M, K)`` mm: median deviation of each keypoint's rigid-link lengths from the seeds
+        (NaN with fewer than 2 rigid partners located)."""
+        d = np.linalg.norm(x3[:, :, None] - x3[:, None], axis=-1)
+        dev = np.where(self.rigid, np.abs(d - self.mean_dist), np.nan)
+        with _quiet():
+            med = np.nanmedian(dev, axis=2)
+        n = np.isfinite(dev).sum(axis=2)
+        return np.where(n >= 2, med, np.nan)
+
+    def lateral(self, x3: np.ndarray) -> np.ndarray:
+        """``(M, K)`` mm: signed distance of each keypoint from the body's midline plane
+        (left positive); NaN where the body axis is unknown."""
+        return _lateral(x3, self.midline)
+
+
+def _lateral(x3: np.ndarray, midline: list[int]) -> np.ndarray:
+    """Signed lateral offset (mm, left +) of every keypoint, from the first 3 midline points."""
+    n_ind, n_kp = x3.shape[:2]
+    out = np.full((n_ind, n_kp), np.nan)
+    if len(midline) < 3:
+        return out
+    a, b, c = midline[:3]
+    for m in range(n_ind):
+        fwd = 2 * x3[m, a] - x3[m, b] - x3[m, c]
+        fwd[2] = 0.0
+        norm = np.linalg.norm(fwd)
+        if not np.isfinite(norm) or norm < 1e-6:
+            continue
+        fwd /= norm
+        left = np.cross([0.0, 0.0, 1.0], fwd)
+        out[m] = (x3[m] - x3[m, b]) @ left
+    return out
+
+
+class _quiet:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)

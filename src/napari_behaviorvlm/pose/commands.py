@@ -1,0 +1,179 @@
+"""CLI: ``behaviorvlm label`` and ``behaviorvlm bench pose``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from napari_behaviorvlm.core.atomic import atomic_write_text
+
+__all__ = ["parse_frames", "register", "register_bench"]
+
+
+def parse_frames(text: str | None, n_frames: int) -> list[int] | None:
+    """``"0-199"``, ``"5"`` or ``"0-99,200-299"`` (inclusive) -> frames; None -> None.
+
+    Raises:
+        ValueError: malformed text or frames outside ``0..n_frames-1``.
+    """
+    if text is None:
+        return None
+    frames: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                a, b = (int(v) for v in part.split("-", 1))
+            else:
+                a = b = int(part)
+        except ValueError:
+            raise ValueError(f"--frames {text!r}: use inclusive ranges like 0-199 or 0-99,200-299") from None
+        if a > b or a < 0 or b >= n_frames:
+            raise ValueError(f"--frames {text!r}: {part} is not within the session's frames "
+                             f"0..{n_frames - 1}")
+        frames.update(range(a, b + 1))
+    return sorted(frames)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "label",
+        help="label every frame's QD keypoints from a few seed frames (resumable)",
+        description="Few-shot QD keypoint labeling: detect the dots in every view, name them "
+                    "(local geometry, a vision-language model, or both), refine across views in "
+                    "3D and flag doubtful labels. Seed and human labels are never overwritten. "
+                    "When PROJECT exists the run resumes it (finished frames are kept).",
+    )
+    p.add_argument("session", type=Path, help="session folder or session.toml (with calibration)")
+    p.add_argument("--seeds", type=Path, default=None,
+                   help="seed labels CSV (frame,camera,individual,keypoint,x,y); needed for a new project")
+    p.add_argument("--backend", choices=("local", "vlm", "hybrid"), default="local",
+                   help="local (default, no network), vlm, or hybrid (model only where ambiguous)")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1")
+    p.add_argument("--model", default=None, help="model name on that endpoint")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="NAME of the environment variable holding the API key (default OPENAI_API_KEY)")
+    p.add_argument("--frames", default=None, help="inclusive frame range(s), e.g. 0-199 or 0-99,200-299")
+    p.add_argument("--individuals", default=None,
+                   help="comma-separated individual names (default: those in the seeds CSV)")
+    p.add_argument("--save-every", type=int, default=50, help="save the project every N frames (default 50)")
+    p.add_argument("--out", type=Path, required=True, help="project file (.bvlm) to write or resume")
+    p.set_defaults(func=_label)
+
+
+def _seed_individuals(path: Path) -> list[str]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        names = []
+        for row in csv.DictReader(handle):
+            name = row.get("individual")
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+def _label(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from napari_behaviorvlm.core.project import Project, load_project, save_project
+    from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
+    from napari_behaviorvlm.pose.pipeline import LabelingConfig, done_frames, run_labeling
+    from napari_behaviorvlm.video.session_io import load_session
+
+    vlm = None
+    if args.backend != "local":
+        if not args.base_url or not args.model:
+            raise ValueError(f"--backend {args.backend} needs --base-url and --model")
+        from napari_behaviorvlm.vlm import VLMConfig
+
+        vlm = VLMConfig(base_url=args.base_url, model=args.model, api_key_env=args.api_key_env)
+    if args.out.exists():
+        project = load_project(args.out)
+        print(f"resuming {args.out}: {len(done_frames(project))} frames already done")
+        if args.seeds is not None:
+            print("note: --seeds ignored, the project already holds its seed labels")
+    else:
+        if args.seeds is None:
+            raise ValueError("a new project needs --seeds SEEDS.csv (the hand-labeled seed frames)")
+        if not args.seeds.is_file():
+            raise FileNotFoundError(f"seeds CSV not found: {args.seeds}")
+        from napari_behaviorvlm.io.labels_csv import read_labels_csv
+
+        session = load_session(args.session)
+        names = args.individuals.split(",") if args.individuals else _seed_individuals(args.seeds)
+        project = Project.new(session, default_qd_mouse_skeleton(), names or None)
+        read_labels_csv(args.seeds, project.poses)
+    frames = parse_frames(args.frames, project.poses.n_frames)
+    config = LabelingConfig(backend=args.backend, vlm=vlm)
+    bar = tqdm(total=None, unit="frame", desc="labeling")
+    counter = {"n": 0}
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    def frame_done(frame: int) -> None:
+        counter["n"] += 1
+        if args.save_every > 0 and counter["n"] % args.save_every == 0:
+            save_project(project, args.out)
+
+    try:
+        report = run_labeling(project, frames=frames, config=config, on_progress=progress,
+                              on_frame_done=frame_done)
+    except KeyboardInterrupt:
+        bar.close()
+        save_project(project, args.out)
+        raise
+    bar.close()
+    save_project(project, args.out)
+    info = report.to_dict()
+    print(f"labeled {info['frames_done']} frames ({info['frames_skipped']} already done or seeds) "
+          f"in {info['seconds']:.1f} s; {info['n_flagged']} labels flagged for review; "
+          f"model calls: {info['vlm_calls']}; saved {args.out}")
+    return 0
+
+
+def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
+    p = bench_subparsers.add_parser(
+        "pose",
+        help="pose pipeline accuracy/speed on a synthetic session (ablations, flags, calls)",
+        description="Simulate a QD session, write it as videos with 3 seed frames, label it with "
+                    "the naive / no-3D-refinement / full pipeline and score against the truth. "
+                    "vlm and hybrid run against a ground-truth TEST DOUBLE server on 127.0.0.1 "
+                    "with injected errors (not a model).",
+    )
+    p.add_argument("--cameras", type=int, default=6, help="cameras (default 6)")
+    p.add_argument("--frames", type=int, default=500, help="frames (default 500)")
+    p.add_argument("--mice", type=int, default=1, choices=(1, 2), help="mice (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
+    p.add_argument("--difficulty", default="default", choices=("easy", "default", "hard"),
+                   help="simulator difficulty preset (default: default)")
+    p.add_argument("--backend", choices=("local", "vlm", "hybrid"), default="local",
+                   help="reasoner (vlm/hybrid use the test double)")
+    p.add_argument("--variants", default="naive,no_refinement,full",
+                   help="comma-separated subset of naive,no_refinement,full")
+    p.add_argument("--swap-rate", type=float, default=0.1, help="test double: left/right swap rate")
+    p.add_argument("--wrong-rate", type=float, default=0.1, help="test double: wrong candidate rate")
+    p.add_argument("--omit-rate", type=float, default=0.05, help="test double: omission rate")
+    p.add_argument("--malformed-rate", type=float, default=0.0, help="test double: malformed JSON rate")
+    p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from napari_behaviorvlm.pose.benchmark import VARIANTS, format_table, run_pose_benchmark
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    result = run_pose_benchmark(args.cameras, args.frames, args.mice, args.seed, args.backend,
+                                args.difficulty, variants, args.swap_rate, args.wrong_rate,
+                                args.omit_rate, args.malformed_rate)
+    print(format_table(result))
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps(result, indent=1, default=float))
+        print(f"wrote {args.json}")
+    return 0
