@@ -13,7 +13,7 @@ def scripted_poses(n_walk=50, n_rear=40, n_rest=50, n_run=40, seed=0):
     rng = np.random.default_rng(seed)
     sk = default_qd_mouse_skeleton()
     k = {name: i for i, name in enumerate(sk.keypoints)}
-    phases = [("walk", n_walk, 150.0), ("rear", n_rear, 0.0), ("rest", n_rest, 0.0),
+    phases = [("walk", n_walk, 80.0), ("rear", n_rear, 0.0), ("rest", n_rest, 0.0),
               ("run", n_run, 500.0)]
     frames, truth = [], []
     x = 20.0

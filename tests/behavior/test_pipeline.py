@@ -74,3 +74,14 @@ def test_video_only_pipeline():
                             SegmentationConfig())
     pred = result.segments.frame_labels(200, "mouse0")
     assert np.mean(pred[85:135] == "active") > 0.8 and np.mean(pred[:60] == "rest") > 0.8
+
+
+def test_trim_around_cuts_model_segments_off_human_frames():
+    from napari_behaviorvlm.behavior.pipeline import trim_around
+
+    model = [Segment(0, 99, "walk", subject="a"), Segment(0, 99, "rest", subject="b")]
+    human = [Segment(10, 19, "groom", subject="a", source="human"),
+             Segment(50, 120, "rear", subject="a", source="human")]
+    out = trim_around(model, human)
+    assert [(s.subject, s.start, s.end, s.label) for s in out] == [
+        ("a", 0, 9, "walk"), ("a", 20, 49, "walk"), ("b", 0, 99, "rest")]

@@ -124,8 +124,9 @@ class KinematicThresholds:
     """Thresholds of the kinematic captioner, in body lengths (BL), BL/s and rad/s.
 
     Defaults come from mouse physiology (head-to-tail-base length about 8 cm): walking about
-    5-20 cm/s, running above 30 cm/s; the head is 2-4 cm above the floor on all fours and
-    6-10 cm when reared; seen from above, a head raised against the wall projects beyond the floor border.
+    5-15 cm/s, running/trotting above about 18 cm/s; the head is 2-4 cm above the floor on all
+    fours and 6-10 cm when reared; seen from above, a head raised against the wall projects
+    beyond the floor border.
 
     Attributes:
         walk_speed: body-centre speed above which the animal moves (BL/s).
@@ -141,7 +142,9 @@ class KinematicThresholds:
         groom_head_speed: head moving relative to the body faster than this while the body is
             still is grooming (BL/s).
         groom_paw_head: front paw closer to the head than this (BL) while still is grooming.
-        social_dist: another animal closer than this (BL, centre to centre) can be a social act.
+        social_dist: another animal closer than this (BL, centre to centre) can be chased.
+        sniff_dist: the head closer than this (BL) to another animal's body, while slow, is
+            sniffing (a nose within 2-3 cm).
         facing: cosine of the angle to the other animal above which the animal faces it.
         split_rearing: label rears ``supported_rear`` / ``unsupported_rear`` instead of ``rear``.
         active_motion_quantile: video-only features: frames whose motion energy is above this
@@ -149,7 +152,7 @@ class KinematicThresholds:
     """
 
     walk_speed: float = 0.6
-    run_speed: float = 3.5
+    run_speed: float = 2.2
     rear_elevation: float = 0.75
     wall_overshoot: float = 0.08
     near_wall: float = 0.2
@@ -157,7 +160,8 @@ class KinematicThresholds:
     rear_length_ratio: float = 0.78
     groom_head_speed: float = 0.6
     groom_paw_head: float = 0.25
-    social_dist: float = 1.6
+    social_dist: float = 3.0
+    sniff_dist: float = 0.3
     facing: float = 0.5
     split_rearing: bool = False
     active_motion_quantile: float = 0.6
@@ -223,8 +227,10 @@ class KinematicCaptioner:
                 out[unsupported] = "unsupported_rear"
             else:
                 out[rear3d | supported | unsupported] = "rear"
+            head_other = _feature(features, "head_other")
+            out[(head_other < t.sniff_dist) & (speed < t.walk_speed)
+                & ~(paw < t.groom_paw_head)] = "sniff"
             near = (dist < t.social_dist) & (facing > t.facing)
-            out[near & (speed < t.run_speed * 0.6)] = "sniff"
             out[near & (speed >= t.walk_speed * 2) & (other_speed >= t.walk_speed * 2)] = "chase"
         return out
 

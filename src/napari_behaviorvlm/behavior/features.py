@@ -19,6 +19,8 @@ Pose features (:func:`pose_features`), by name:
 - ``wall``: signed distance of the head to the arena border (BL), positive inside; with an
   overhead camera a head raised against the wall projects *beyond* the floor border (negative).
 - ``other_dist``: distance to the nearest other animal's body centre (BL).
+- ``head_other``: distance from this animal's head to the closest keypoint of any other
+  animal (BL); small while sniffing it.
 - ``other_facing``: cosine of the angle between this animal's heading and the direction to the
   nearest other animal (1 = facing it).
 - ``approach``: rate of decrease of ``other_dist`` (BL/s; positive while closing in).
@@ -50,7 +52,7 @@ __all__ = [
 
 POSE_FEATURES = [
     "speed", "head_speed", "body_length_ratio", "turn_rate", "elevation", "paw_head", "wall",
-    "other_dist", "other_facing", "approach", "other_speed",
+    "other_dist", "head_other", "other_facing", "approach", "other_speed",
 ]
 
 
@@ -305,6 +307,7 @@ def pose_features(
     other_facing = np.full((n_f, n_m), np.nan)
     other_speed = np.full((n_f, n_m), np.nan)
     nearest = np.full((n_f, n_m), -1, dtype=int)
+    head_other = np.full((n_f, n_m), np.nan)
     speed_units = feats["speed"] * bl
     for i in range(n_m):
         best = np.full(n_f, np.inf)
@@ -321,7 +324,13 @@ def pose_features(
             other_facing[closer, i] = np.sum(unit_axis * unit_to, axis=-1)[closer]
             other_speed[closer, i] = speed_units[closer, j] / bl[i]
             nearest[closer, i] = j
+            to_parts = np.linalg.norm(pts[:, j, :, :2] - head[:, i, None, :2], axis=-1)
+            with np.errstate(all="ignore"):
+                closest = np.nanmin(np.where(np.isfinite(to_parts), to_parts, np.inf), axis=1) / bl[i]
+            closest[~np.isfinite(closest)] = np.nan
+            head_other[:, i] = np.fmin(head_other[:, i], closest)
     feats["other_dist"] = other_dist
+    feats["head_other"] = head_other
     feats["other_facing"] = other_facing
     feats["approach"] = -_rate(other_dist, fps)
     feats["other_speed"] = other_speed

@@ -8,7 +8,7 @@ on explicit :class:`SegmentationInputs`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -24,7 +24,7 @@ from napari_behaviorvlm.behavior.features import FeatureSet, pose_features, vide
 from napari_behaviorvlm.behavior.merge import LocalMerger
 from napari_behaviorvlm.behavior.overseg import Clip, OversegConfig, oversegment
 from napari_behaviorvlm.core.project import Project
-from napari_behaviorvlm.core.segments import SegmentTable
+from napari_behaviorvlm.core.segments import Segment, SegmentTable
 
 __all__ = [
     "FrameSource",
@@ -35,10 +35,12 @@ __all__ = [
     "inputs_from_project",
     "run_segmentation",
     "segment_inputs",
+    "trim_around",
 ]
 
-FrameSource = Callable[[int], list[np.ndarray]]
-"""``frame -> [image per camera]`` (uint8 ``(H, W[, 3])``), session frame indices."""
+FrameSource = Callable[[int], Sequence[np.ndarray]]
+"""``frame -> [image per camera]`` (uint8 ``(H, W[, 3])``), session frame indices; the sequence
+may decode lazily when indexed."""
 
 ProgressCallback = Callable[[float, str], None]
 """``on_progress(fraction 0..1, message)``."""
@@ -154,12 +156,24 @@ def _session_frame_source(project: Project) -> FrameSource | None:
         return None
     state: dict[str, Any] = {}
 
-    def read(frame: int) -> list[np.ndarray]:
-        if "videos" not in state:
-            state["videos"] = open_session_videos(project.session)
-        return [np.asarray(v[frame]) for v in state["videos"]]
+    class _Views:
+        """The cameras' images at one frame, decoded only when indexed."""
 
-    return read
+        def __init__(self, frame: int) -> None:
+            self.frame = frame
+
+        def _videos(self) -> list:
+            if "videos" not in state:
+                state["videos"] = open_session_videos(project.session)
+            return state["videos"]
+
+        def __len__(self) -> int:
+            return len(project.session.cameras)
+
+        def __getitem__(self, camera: int) -> np.ndarray:
+            return np.asarray(self._videos()[camera][self.frame])
+
+    return _Views
 
 
 def _progress(cb: ProgressCallback | None, fraction: float, message: str) -> None:
@@ -187,8 +201,12 @@ def compute_features(inputs: SegmentationInputs, config: SegmentationConfig) -> 
         raise ValueError("no poses and no video to segment: label or track keypoints first, "
                          "or give a session whose camera videos can be read")
     cams = config.cameras or (0,)
-    frames = ([inputs.frames(f)[c] for c in cams if c < len(inputs.frames(f))]
-              for f in range(inputs.n_frames))
+
+    def images(f: int) -> list[np.ndarray]:
+        views = inputs.frames(f)
+        return [views[c] for c in cams if c < len(views)]
+
+    frames = (images(f) for f in range(inputs.n_frames))
     return video_features(frames, inputs.fps, individual=inputs.individuals[0])
 
 
@@ -246,7 +264,7 @@ def run_segmentation(
     """Segment behavior and return the segment table.
 
     With a :class:`Project`, the model segments replace the project's previous model segments
-    (human segments are kept and win overlaps), the run's parameters are stored in
+    (human segments are kept; model segments are trimmed off their frames, :func:`trim_around`), the run's parameters are stored in
     ``project.settings["behavior"]``, and ``project.segments`` is returned. With
     :class:`SegmentationInputs`, a new table is returned.
     """
@@ -254,10 +272,34 @@ def run_segmentation(
     if isinstance(project_or_inputs, Project):
         project = project_or_inputs
         result = segment_inputs(inputs_from_project(project), config, on_progress, should_stop, client)
-        project.segments.replace_model_segments(result.segments)
+        project.segments.replace_model_segments(
+            trim_around(result.segments, project.segments.human()))
         project.settings["behavior"] = config.to_settings() | {"stats": result.stats}
         return project.segments
     return segment_inputs(project_or_inputs, config, on_progress, should_stop, client).segments
+
+
+def trim_around(segments: Iterable[Segment], keep: Sequence[Segment]) -> list[Segment]:
+    """Model ``segments`` cut so that they no longer overlap any segment of ``keep`` (human
+    segments) of the same subject; the pieces left outside keep their label and score."""
+    out: list[Segment] = []
+    for seg in segments:
+        pieces = [(seg.start, seg.end)]
+        for h in keep:
+            if h.subject != seg.subject:
+                continue
+            nxt = []
+            for a, b in pieces:
+                if h.end < a or h.start > b:
+                    nxt.append((a, b))
+                    continue
+                if a < h.start:
+                    nxt.append((a, h.start - 1))
+                if b > h.end:
+                    nxt.append((h.end + 1, b))
+            pieces = nxt
+        out.extend(attrs.evolve(seg, start=a, end=b) for a, b in pieces)
+    return out
 
 
 def segment_labels(table: SegmentTable, n_frames: int, subject: str | None = None,
