@@ -124,6 +124,19 @@ def test_lru_and_read_only_frames(make_video):
     assert len(reader._cache) <= 5
 
 
+@pytest.mark.parametrize("gray", [False, True])
+def test_evicted_buffers_recycled_only_when_unshared(make_video, gray):
+    reader = VideoReader(make_video("a.mp4", gray=gray), cache_frames=2)
+    held = reader[0]
+    view = reader[1][5:10]
+    snapshot_held, snapshot_view = held.copy(), view.copy()
+    for i in range(2, 40):
+        assert pattern_index(reader[i]) == i  # recycled buffers give the right frames
+    assert len(reader._spare) > 0  # unshared evicted buffers were recycled
+    np.testing.assert_array_equal(held, snapshot_held)  # ...but never one still in use
+    np.testing.assert_array_equal(view, snapshot_view)
+
+
 def test_concurrent_reads_are_exact(make_video):
     reader = VideoReader(make_video("a.mp4"), cache_frames=3)
     errors = []

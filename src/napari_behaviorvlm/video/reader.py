@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from fractions import Fraction
@@ -93,23 +94,41 @@ def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndar
 
 
 def frame_to_array(frame: av.VideoFrame, gray: bool,
-                   reformatter: VideoReformatter | None = None) -> np.ndarray:
+                   reformatter: VideoReformatter | None = None,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """Convert a decoded frame to a new ``uint8`` array: ``(H, W)`` if ``gray`` else ``(H, W, 3)``.
 
     Gray from 8-bit YUV/gray formats reads the luma plane directly (limited range is expanded to
     full range, as swscale does); everything else goes through swscale, giving exactly
     ``frame.to_ndarray(format="rgb24"|"gray")``. Pass one ``reformatter`` per video to reuse its
     swscale context (``frame.to_ndarray`` builds a new one per frame, which costs milliseconds).
+    ``out``: an array of the right shape to write into instead of allocating (recycled buffers
+    avoid the page faults of fresh large allocations).
     """
     name = frame.format.name
+    shape = (frame.height, frame.width) if gray else (frame.height, frame.width, 3)
+    if out is not None and (out.shape != shape or out.dtype != np.uint8):
+        out = None
     if gray and (name in _GRAY_FORMATS or name in _YUV8_FORMATS):
         luma = _plane(frame, 0, frame.width, frame.height)
         full = name.startswith("yuvj") or name in _GRAY_FORMATS or int(frame.color_range) == 2
-        return luma.copy() if full else cv2.LUT(luma, _TV_TO_FULL)
+        if full:
+            if out is None:
+                return luma.copy()
+            np.copyto(out, luma)
+            return out
+        return cv2.LUT(luma, _TV_TO_FULL, dst=out) if out is not None else cv2.LUT(luma, _TV_TO_FULL)
     fmt = "gray" if gray else "rgb24"
     if reformatter is None:
         return frame.to_ndarray(format=fmt)
-    return reformatter.reformat(frame, format=fmt).to_ndarray()
+    converted = reformatter.reformat(frame, format=fmt)
+    if out is None:
+        return converted.to_ndarray()
+    plane = converted.planes[0]
+    row = frame.width * (1 if gray else 3)
+    packed = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :row]
+    np.copyto(out.reshape(frame.height, row), packed)
+    return out
 
 
 def _looks_gray(frame: av.VideoFrame) -> bool:
@@ -542,6 +561,7 @@ class VideoReader(FrameArray):
         self.stats = {"decoded": 0, "seeks": 0, "cache_hits": 0, "reads": 0}
         self._lock = threading.RLock()
         self._reformatter = VideoReformatter()
+        self._spare: list[np.ndarray] = []  # evicted frame buffers nobody else holds
         self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
         self._container = None
         self._stream = None
@@ -588,6 +608,7 @@ class VideoReader(FrameArray):
         for key in ("_lock", "_reformatter", "_container", "_stream", "_frames"):
             state.pop(key)
         state["_cache"] = collections.OrderedDict()
+        state["_spare"] = []
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -632,8 +653,17 @@ class VideoReader(FrameArray):
             self._cache[i] = arr
             self._cache.move_to_end(i)
             while len(self._cache) > self.cache_frames:
-                self._cache.popitem(last=False)
+                evicted, refs = _pop_oldest(self._cache)
+                # Recycle the buffer only if nobody else holds it or a view of it.
+                if len(self._spare) < 2 and refs <= _UNSHARED_REFS:
+                    self._spare.append(evicted)
         return arr
+
+    def _convert(self, frame: av.VideoFrame) -> np.ndarray:
+        out = self._spare.pop() if self._spare else None
+        if out is not None:
+            out.flags.writeable = True
+        return frame_to_array(frame, self.gray, self._reformatter, out)
 
     def _decode_to(self, i: int) -> np.ndarray:
         kf = self.index.keyframes[self.index.keyframe_before(i)]
@@ -644,11 +674,11 @@ class VideoReader(FrameArray):
         for j, frame in self._frames:
             self._pos = j
             if j == i:
-                return self._remember(i, frame_to_array(frame, self.gray, self._reformatter))
+                return self._remember(i, self._convert(frame))
             if j > i:
                 break
             if j >= keep_from and self.cache_frames and j not in self._cache:
-                self._remember(j, frame_to_array(frame, self.gray, self._reformatter))
+                self._remember(j, self._convert(frame))
         self._frames = None
         raise VideoError(
             f"{self.path}: frame {i} could not be decoded"
@@ -718,6 +748,17 @@ class VideoReader(FrameArray):
             j += 1
 
     _error = ""
+
+
+def _pop_oldest(cache: collections.OrderedDict) -> tuple[Any, int]:
+    """Pop the oldest cache entry; return it and its reference count as seen from here."""
+    value = cache.popitem(last=False)[1]
+    return value, sys.getrefcount(value)
+
+
+# The count _pop_oldest reports for an object referenced by nothing else (calibrated, since
+# what getrefcount reports varies between Python versions).
+_UNSHARED_REFS = _pop_oldest(collections.OrderedDict([(0, object())]))[1]
 
 
 class _FrameIndexError(IndexError, VideoError):
