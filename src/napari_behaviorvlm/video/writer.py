@@ -25,7 +25,7 @@ _PATTERN_BITS = 12  # frame indices up to 4095
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 30.0, *,
                 codec: str = "libx264", gop: int = 12, b_frames: int = 2, crf: int = 18,
-                pix_fmt: str = "yuv420p", faststart: bool = False,
+                preset: str | None = None, pix_fmt: str = "yuv420p", faststart: bool = False,
                 overwrite: bool = False) -> Path:
     """Encode ``frames`` (each ``(H, W)`` gray or ``(H, W, 3)`` RGB, uint8) to ``path``.
 
@@ -33,6 +33,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
         fps: Frame rate (frames/s).
         gop: Keyframe interval (frames); B-frames: up to ``b_frames`` between references.
         crf: x264 quality (lower is better; 18 is visually lossless).
+        preset: x264 speed preset (e.g. ``"veryfast"``); None keeps x264's default (medium).
         faststart: Put the MP4 index at the start of the file.
         overwrite: Replace an existing file.
 
@@ -59,10 +60,11 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                     stream.codec_context.gop_size = gop
                     stream.codec_context.max_b_frames = b_frames
                     if codec == "libx264":
-                        stream.codec_context.options = {
-                            "crf": str(crf), "bf": str(b_frames), "g": str(gop),
-                            "keyint_min": str(gop), "sc_threshold": "0",
-                        }
+                        x264 = {"crf": str(crf), "bf": str(b_frames), "g": str(gop),
+                                "keyint_min": str(gop), "sc_threshold": "0"}
+                        if preset:
+                            x264["preset"] = preset
+                        stream.codec_context.options = x264
                 if arr.shape[:2] != (stream.height, stream.width):
                     raise ValueError(f"{path}: frame {count} is {arr.shape[1]}x{arr.shape[0]}, "
                                      f"the first was {stream.width}x{stream.height}")
