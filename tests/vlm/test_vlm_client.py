@@ -427,3 +427,24 @@ def test_cancel_interrupts_a_long_retry_after(make_config):
             client.ask_json(ask(), should_stop=stop.is_set)
         assert time.monotonic() - start < 5
         assert server.request_count == 1 and client.usage.failures == 0
+
+
+def test_client_adapts_to_models_refusing_max_tokens_and_temperature(make_config):
+    with TestDoubleChatServer(echo_responder,
+                              reject_params=("max_tokens", "temperature")) as server, \
+            VLMClient(make_config(server, max_tokens=300)) as client:
+        assert client.ask_json(ask("a")).data["label"] == "echo:a"
+        assert server.request_count == 3
+        last = server.requests[-1]
+        assert last["max_completion_tokens"] == 300 and "max_tokens" not in last
+        assert "temperature" not in last
+        client.ask_json(ask("b"))  # remembered: one call
+        assert server.request_count == 4 and client.usage.calls == 4
+
+
+def test_unrelated_400_is_not_mistaken_for_a_parameter_problem(make_config):
+    with TestDoubleChatServer(echo_responder, refuse_status=400) as server, \
+            VLMClient(make_config(server)) as client:
+        with pytest.raises(VLMRequestError, match="HTTP 400.*accepts images"):
+            client.ask_json(ask())
+        assert server.request_count == 1 and client.format_mode == "json_schema"

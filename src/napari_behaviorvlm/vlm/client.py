@@ -120,8 +120,8 @@ class _InvalidAnswer(Exception):
     pass
 
 
-class _FormatRejected(Exception):
-    pass
+class _Adapted(Exception):
+    """The server rejected a request parameter and the client changed how it asks."""
 
 
 @attrs.define
@@ -297,6 +297,8 @@ class VLMClient:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._format_mode = _FORMAT_MODES[0]
+        self._token_param = "max_tokens"
+        self._send_temperature = True
 
     def __repr__(self) -> str:
         return (f"VLMClient(base_url={self.config.base_url!r}, model={self.config.model!r}, "
@@ -518,8 +520,8 @@ class VLMClient:
         except Exception as exc:  # noqa: BLE001 - any failure of untrusted input is a rejection
             raise _InvalidAnswer(f"{type(exc).__name__}: {str(exc)[:300]}") from None
 
-    def _body(self, conversation: list[dict[str, Any]], request: VLMRequest,
-              mode: str) -> dict[str, Any]:
+    def _body(self, conversation: list[dict[str, Any]], request: VLMRequest) -> dict[str, Any]:
+        mode = self._format_mode
         if request.schema is None and mode == "json_schema":
             mode = "json_object"
         messages = conversation
@@ -529,10 +531,11 @@ class VLMClient:
                 instruction += " It must match this JSON schema:\n" + json.dumps(request.schema)
             messages = [dict(conversation[0], content=conversation[0]["content"] + instruction),
                         *conversation[1:]]
-        body: dict[str, Any] = {"model": self.config.model, "messages": messages,
-                                "temperature": self.config.temperature}
+        body: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        if self._send_temperature:
+            body["temperature"] = self.config.temperature
         if self.config.max_tokens is not None:
-            body["max_tokens"] = self.config.max_tokens
+            body[self._token_param] = self.config.max_tokens
         if mode == "json_schema":
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": request.schema_name, "schema": request.schema, "strict": False}}
@@ -540,29 +543,51 @@ class VLMClient:
             body["response_format"] = {"type": "json_object"}
         return body
 
+    def _adapt(self, message: str, body: dict[str, Any]) -> bool:
+        """Change how this client asks after the server rejected a parameter of ``body``
+        (HTTP 400/422 saying ``message``); ``False`` when nothing applies.
+
+        - ``max_tokens`` refused in favour of ``max_completion_tokens`` (newer OpenAI models);
+        - a ``temperature`` value refused (models that only accept their default): not sent;
+        - ``response_format`` refused: json_schema -> json_object -> schema in the instructions.
+        """
+        lowered = message.lower()
+        with self._lock:
+            if "max_completion_tokens" in lowered and "max_tokens" in body:
+                self._token_param = "max_completion_tokens"
+                change = "sending max_completion_tokens instead of max_tokens"
+            elif "temperature" in lowered and "temperature" in body:
+                self._send_temperature = False
+                change = "not sending temperature (the model's default applies)"
+            elif "response_format" in body and any(
+                    word in lowered for word in ("response_format", "json", "schema")):
+                mode = body["response_format"]["type"]
+                if self._format_mode == mode:
+                    self._format_mode = _FORMAT_MODES[_FORMAT_MODES.index(mode) + 1]
+                change = f"using {self._format_mode} instead of response_format {mode}"
+            else:
+                return False
+        log.warning("server rejected a request parameter (%s); %s", message[:200], change)
+        return True
+
     def _complete(self, conversation: list[dict[str, Any]],
                   request: VLMRequest) -> tuple[str, str | None, int, int, int]:
         """One answer text: ``(content, finish_reason, prompt_tokens, completion_tokens, calls)``."""
         calls = 0
         while True:
-            mode = self._format_mode
-            body = self._body(conversation, request, mode)
+            body = self._body(conversation, request)
             try:
                 response, n_calls = self._create(body)
                 calls += n_calls
                 break
-            except _FormatRejected as exc:
-                calls += int(exc.args[1])
-                with self._lock:
-                    if self._format_mode == mode:
-                        self._format_mode = _FORMAT_MODES[_FORMAT_MODES.index(mode) + 1]
-                        log.warning("server rejected response_format %s (%s); using %s",
-                                    mode, exc.args[0], self._format_mode)
+            except _Adapted as exc:
+                calls += int(exc.args[0])
         content, finish = "", None
-        if response.choices:
-            content = response.choices[0].message.content or ""
-            finish = response.choices[0].finish_reason
-        usage = response.usage
+        choices = getattr(response, "choices", None)
+        if choices:  # a body without choices is an empty (invalid) answer, asked again
+            content = getattr(choices[0].message, "content", None) or ""
+            finish = choices[0].finish_reason
+        usage = getattr(response, "usage", None)
         if usage is not None and usage.prompt_tokens is not None:
             prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens or 0
         else:
@@ -573,11 +598,16 @@ class VLMClient:
 
     def _create(self, body: dict[str, Any]) -> tuple[Any, int]:
         """POST a chat completion with retries; returns ``(ChatCompletion, calls made)``."""
-        return self._retrying(lambda: self._openai.chat.completions.create(**body),
-                              "response_format" in body)
+        return self._retrying(lambda: self._openai.chat.completions.create(**body), body)
 
-    def _retrying(self, send: Callable[[], Any], has_format: bool = False) -> tuple[Any, int]:
-        """``send()`` with the retry policy; returns ``(its result, calls made)``."""
+    def _retrying(self, send: Callable[[], Any],
+                  body: dict[str, Any] | None = None) -> tuple[Any, int]:
+        """``send()`` with the retry policy; returns ``(its result, calls made)``.
+
+        Raises:
+            _Adapted: the server refused a parameter of ``body`` and :meth:`_adapt` changed
+                how to ask (args: calls made).
+        """
         attempts = self.config.max_retries + 1
         for attempt in range(attempts):
             self._count(calls=1)
@@ -587,10 +617,8 @@ class VLMClient:
                 status = exc.status_code
                 if status not in _RETRY_STATUS and status < 500:
                     message = self._server_message(exc)
-                    lowered = message.lower()
-                    if (status in (400, 422) and has_format
-                            and any(w in lowered for w in ("response_format", "json", "schema"))):
-                        raise _FormatRejected(message, attempt + 1) from None
+                    if status in (400, 422) and body is not None and self._adapt(message, body):
+                        raise _Adapted(attempt + 1) from None
                     hint = _STATUS_HINTS.get(status, "the server refused the request")
                     hint = hint.replace("${env}", self.config.api_key_env)
                     raise VLMRequestError(

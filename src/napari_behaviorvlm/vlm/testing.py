@@ -92,6 +92,9 @@ class TestDoubleChatServer:
             (as when ``max_tokens`` is too small).
         refuse_status: When set (401, 400, 403...), every chat request is refused with it.
         reject_json_schema: Answer 400 to ``response_format`` ``{"type": "json_schema"}``.
+        reject_params: Answer 400, with OpenAI's wording, to requests holding these parameters:
+            ``"max_tokens"`` (use ``max_completion_tokens``) and/or ``"temperature"`` (only the
+            default is supported), as newer OpenAI models do.
         seed: Seed of the random failure and malformed-answer draws.
 
     Attributes:
@@ -109,6 +112,7 @@ class TestDoubleChatServer:
                  delay_s: float = 0.0, malformed_first: int = 0, malformed_rate: float = 0.0,
                  truncated_first: int = 0,
                  refuse_status: int | None = None, reject_json_schema: bool = False,
+                 reject_params: tuple[str, ...] = (),
                  seed: int = 0) -> None:
         self.responder = responder
         self.model = model
@@ -122,6 +126,7 @@ class TestDoubleChatServer:
         self.truncated_first = truncated_first
         self.refuse_status = refuse_status
         self.reject_json_schema = reject_json_schema
+        self.reject_params = tuple(reject_params)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.max_in_flight = 0
@@ -197,6 +202,13 @@ class TestDoubleChatServer:
         if fail:
             extra = {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
             return self.fail_status, extra, _error(self.fail_status, "injected failure")
+        if "max_tokens" in self.reject_params and "max_tokens" in body:
+            return 400, {}, _error(400, "Unsupported parameter: 'max_tokens' is not supported "
+                                        "with this model. Use 'max_completion_tokens' instead.")
+        if "temperature" in self.reject_params and "temperature" in body:
+            return 400, {}, _error(400, "Unsupported value: 'temperature' does not support "
+                                        f"{body['temperature']} with this model. Only the "
+                                        "default (1) value is supported.")
         response_format = body.get("response_format") or {}
         if self.reject_json_schema and response_format.get("type") == "json_schema":
             return 400, {}, _error(400, "response_format type json_schema is not supported")
