@@ -95,7 +95,7 @@ class SynthConfig:
         gop: Keyframe interval of the H.264 videos, frames (fixed, no scene-cut keyframes).
         bframes: Maximum consecutive B-frames.
         crf: x264 constant rate factor (lower = better quality, bigger files).
-        preset: x264 speed preset ("veryfast" keeps a 6 x 500-frame session well under a
+        encoder_preset: x264 speed preset ("veryfast" keeps a 6 x 500-frame session well under a
             minute; "medium" makes ~10% smaller files, 3x slower).
     """
 
@@ -127,7 +127,7 @@ class SynthConfig:
     gop: int = attrs.field(default=30, converter=int, validator=_positive)
     bframes: int = attrs.field(default=2, converter=int, validator=_non_negative)
     crf: int = attrs.field(default=23, converter=int, validator=_non_negative)
-    preset: str = "veryfast"
+    encoder_preset: str = "veryfast"
 
     def __attrs_post_init__(self) -> None:
         if self.difficulty not in DIFFICULTIES and self.difficulty != "custom":

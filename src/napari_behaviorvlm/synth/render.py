@@ -158,7 +158,8 @@ class Renderer:
         axes = sim.ellipsoid_axes[f].reshape(-1, 3)
         n_parts = sim.ellipsoid_centers.shape[2]
         signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
-        corners = centers[:, None, :] + np.einsum("eij,ekj->eki", rotations, signs[None, :, :] * axes[:, None, :])
+        corners = centers[:, None, :] + np.einsum("eij,ekj->eki", rotations,
+                                                  signs[None, :, :] * axes[:, None, :])
         cam = sim.calibration[info["index"]]
         uv = cam.project(corners)  # (E, 8, 2)
         h, w = self.height, self.width
@@ -188,14 +189,14 @@ class Renderer:
             hit &= (t > 0) & (t < sub)
             if not hit.any():
                 continue
-            unit = o[None, None, :] + t[..., None] * d  # point on the unit sphere = normal there
-            normal = (unit / a[None, None, :].astype(np.float32)) @ r.T.astype(np.float32)
-            view = rays[y0:y1, x0:x1]
+            th = t[hit]
+            unit = o[None, :] + th[:, None] * d[hit]  # point on the unit sphere = normal there
+            normal = (unit / a[None, :]) @ r.T
+            view = rays[y0:y1, x0:x1][hit]
             lambert = np.abs((normal * view).sum(-1)) / (
                 np.linalg.norm(normal, axis=-1) * np.linalg.norm(view, axis=-1) + 1e-12)
-            shade = BODY_LEVELS[(e // n_parts) % 2] * (0.35 + 0.65 * lambert)
-            sub[hit] = t[hit]
-            img[y0:y1, x0:x1][hit] = shade[hit]
+            sub[hit] = th
+            img[y0:y1, x0:x1][hit] = BODY_LEVELS[(e // n_parts) % 2] * (0.35 + 0.65 * lambert)
 
     def _draw_distractors(self, img: np.ndarray, cam, info: dict, f: int,
                           rng: np.random.Generator) -> None:

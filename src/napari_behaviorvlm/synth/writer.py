@@ -138,7 +138,7 @@ def _write_camera(sim: SyntheticSession, c: int, path: Path) -> Path:
     cfg = sim.config
     frames = (sim.render(c, f) for f in range(cfg.n_frames))
     return write_video(path, frames, fps=cfg.fps, gop=cfg.gop, b_frames=cfg.bframes, crf=cfg.crf,
-                       preset=cfg.preset, overwrite=True)
+                       preset=cfg.encoder_preset, overwrite=True)
 
 
 def _remove_stale_videos(out: Path, camera_names: list[str]) -> None:
