@@ -241,3 +241,26 @@ def test_index_roundtrip_and_fields(make_video):
     assert index.pts == sorted(index.pts) and len(index.pts) == 40
     assert index.keyframes == [0, 10, 20, 30]
     assert type(index).from_json(index.to_json()) == index
+
+
+def test_edit_list_cut_frames_not_counted(make_video, tmp_path):
+    """An MP4 cut without re-encoding (`ffmpeg -ss T -c copy`) keeps the GOP's first packets as
+    decode-only ("discard") samples before its edit list: they are not frames."""
+    source = make_video("src.mp4")
+    cut = tmp_path / "cut.mp4"
+    shift = 5 * 512  # 5 frames at 30 fps in 1/15360 time base
+    with av.open(str(source)) as src, av.open(str(cut), "w") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.dts is None:
+                continue
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = stream
+            out.mux(packet)
+    with av.open(str(cut)) as container:
+        assert sum(p.is_discard for p in container.demux(video=0)) == 5
+    reader = VideoReader(cut, cache_frames=0)
+    assert reader.n_frames == len(_decode_all(cut, False)) == 35
+    for i in np.random.default_rng(2).permutation(35):
+        assert pattern_index(reader[int(i)]) == i + 5

@@ -25,6 +25,7 @@ expanded from limited ("TV", 16-235) to full range when the stream says so, whic
 
 from __future__ import annotations
 
+import bisect
 import collections
 import hashlib
 import json
@@ -50,7 +51,7 @@ __all__ = ["FrameArray", "VideoError", "VideoIndex", "VideoReader", "VIDEO_EXTEN
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".mj2", ".h264"}
 )
@@ -161,7 +162,10 @@ class VideoIndex:
             presentation order; frame ``i`` is the frame with ``pts[i]``. None in "ordinal" mode
             (the container gives no usable timestamps): frames are then identified by decode
             output order and random access restarts from the beginning.
-        keyframes: Frame indices (presentation order, ascending, starting with 0) of keyframes.
+        keyframes: Frame indices (presentation order, ascending, starting with 0) where the
+            frames served by each seek point (keyframe) start.
+        keyframe_pts: Timestamp to seek to for each entry of ``keyframes`` (the keyframe's pts,
+            which may belong to a packet that is decoded but not shown); None in ordinal mode.
         n_frames: Number of frames that decode (``len(pts)``).
         declared_frames: Frame count from the container header/packets (>= n_frames when
             truncated), or 0 if unknown.
@@ -176,6 +180,7 @@ class VideoIndex:
 
     pts: list[int] | None
     keyframes: list[int]
+    keyframe_pts: list[int] | None
     n_frames: int
     declared_frames: int
     fps: float
@@ -330,14 +335,17 @@ def build_index(path: str | os.PathLike) -> VideoIndex:
     try:
         ctx = stream.codec_context
         ctx.thread_type = "AUTO"
-        packets = []  # (pts, is_keyframe)
+        packets = []  # (pts, is_keyframe, is_discard)
         for packet in _demux(container, stream):
-            packets.append((packet.pts, bool(packet.is_keyframe)))
+            packets.append((packet.pts, bool(packet.is_keyframe), bool(packet.is_discard)))
         if not packets:
             raise VideoError(f"{path}: no video packets (empty, truncated or corrupt file)")
-        declared = max(int(stream.frames or 0), len(packets))
+        # Discarded packets (before an MP4 edit list's start, e.g. after `ffmpeg -ss -c copy`)
+        # are decoded as references but never output: they are not frames.
+        n_discard = sum(d for _, _, d in packets)
+        declared = max(int(stream.frames or 0) - n_discard, len(packets) - n_discard)
         time_base = stream.time_base or Fraction(1, 1)
-        all_pts = [p for p, _ in packets]
+        all_pts = [p for p, _, _ in packets]
         ordinal = any(p is None for p in all_pts) or len(set(all_pts)) != len(all_pts)
         problems: list[str] = []
 
@@ -371,21 +379,27 @@ def build_index(path: str | os.PathLike) -> VideoIndex:
                     break
                 last, n = frame, n + 1
             pts_sorted = None
-            keyframes = [0]
+            keyframes, keyframe_pts = [0], None
             n_frames = n
         else:
-            order = sorted(range(len(packets)), key=lambda k: packets[k][0])
-            pts_sorted = [packets[k][0] for k in order]
-            keyframes = sorted(pos for pos, k in enumerate(order) if packets[k][1]) or [0]
-            if keyframes[0] != 0:
-                # Frames presented before the first keyframe cannot be decoded from a seek point.
-                keyframes.insert(0, 0)
+            pts_sorted = sorted(p for p, _, d in packets if not d)
+            # Seek points: a keyframe (pts kp) serves the frames presented from kp on; for each
+            # first frame served keep the latest keyframe.
+            seek_points: dict[int, int] = {}
+            for kp in sorted(p for p, key, _ in packets if key):
+                f = bisect.bisect_left(pts_sorted, kp)
+                if f < len(pts_sorted):
+                    seek_points[f] = kp
+            # Frames presented before the first keyframe: seek to the start of the file.
+            seek_points.setdefault(0, min(all_pts))
+            keyframes = sorted(seek_points)
+            keyframe_pts = [seek_points[f] for f in keyframes]
             # Decode the tail (from the last keyframe) to learn how many frames really decode.
             tail_start = keyframes[-1]
             decoded = set()
             err_msg = ""
             stream.codec_context.flush_buffers()
-            container.seek(int(pts_sorted[tail_start]), stream=stream, backward=True)
+            container.seek(int(keyframe_pts[-1]), stream=stream, backward=True)
             for frame, err in _decode_packets(container, stream, _demux(container, stream)):
                 if frame is None:
                     err_msg = err
@@ -412,7 +426,8 @@ def build_index(path: str | os.PathLike) -> VideoIndex:
                     + "; the file is truncated or its end is corrupt"
                 )
             pts_sorted = pts_sorted[:n_frames]
-            keyframes = [k for k in keyframes if k < n_frames] or [0]
+            kept = [(k, kp) for k, kp in zip(keyframes, keyframe_pts) if k < n_frames]
+            keyframes, keyframe_pts = [k for k, _ in kept], [kp for _, kp in kept]
         if n_frames == 0:
             raise VideoError(f"{path}: no frame decodes; the file is corrupt or truncated")
         if declared > n_frames and not problems:
@@ -425,7 +440,9 @@ def build_index(path: str | os.PathLike) -> VideoIndex:
         gray = _looks_gray(first) and _looks_gray(last)
         return VideoIndex(
             pts=None if pts_sorted is None else [int(p) for p in pts_sorted],
-            keyframes=[int(k) for k in keyframes], n_frames=int(n_frames),
+            keyframes=[int(k) for k in keyframes],
+            keyframe_pts=None if keyframe_pts is None else [int(p) for p in keyframe_pts],
+            n_frames=int(n_frames),
             declared_frames=int(declared), fps=fps, width=int(width), height=int(height),
             gray=bool(gray), codec=str(stream.codec_context.name), pix_fmt=str(pix_fmt),
             time_base=(time_base.numerator, time_base.denominator), size=size, mtime_ns=mtime,
@@ -705,8 +722,7 @@ class VideoReader(FrameArray):
             self._pos = -1
             return
         for k in range(kpos, -1, -1):
-            target = self.index.keyframes[k]
-            start_pts = self.index.pts[target]
+            start_pts = self.index.keyframe_pts[k]
             self._container.seek(int(start_pts), stream=self._stream, backward=True)
             self._stream.codec_context.flush_buffers()
             packets = _demux(self._container, self._stream)
@@ -720,7 +736,7 @@ class VideoReader(FrameArray):
             if k > 0 and (landed is None or landed > start_pts):
                 continue  # landed after the wanted keyframe: try an earlier one
             self._frames = self._indexed_frames(_chain(first, packets), landed)
-            self._pos = self._pts_to_index.get(landed, 0) - 1
+            self._pos = bisect.bisect_left(self.index.pts, landed) - 1
             return
         raise VideoError(f"{self.path}: cannot seek to the first frame")
 
