@@ -38,9 +38,9 @@ from napari_behaviorvlm.geometry.camera import Camera, CameraGroup, save_calibra
 from napari_behaviorvlm.io._common import (
     FormatError, check_all_writable, project_stem, safe_name,
 )
+from napari_behaviorvlm.io.dlc import predictions_dataframe
 
-__all__ = ["CAM_REGEX", "anipose_3d_dataframe", "export_anipose", "pose2d_dataframe",
-           "read_anipose_3d"]
+__all__ = ["CAM_REGEX", "anipose_3d_dataframe", "export_anipose", "read_anipose_3d"]
 
 CAM_REGEX = "-cam(.+)$"
 
@@ -51,23 +51,6 @@ def _anipose_names(project: Project) -> list[str]:
         raise ValueError(f"camera names {project.session.camera_names} are not unique once "
                          "reduced to letters, digits, _ and .; rename the cameras")
     return names
-
-
-def pose2d_dataframe(poses: PoseTable, camera: int, individual: int,
-                     scorer: str = "behaviorvlm") -> pd.DataFrame:
-    """One camera's and individual's labels as an anipose/DLC prediction table.
-
-    Returns ``(F, K*3)``: columns ``(scorer, bodypart, x|y|likelihood)``, index 0..F-1.
-    """
-    pts = poses.points2d[camera, :, individual]  # (F, K, 2)
-    conf = np.where(poses.human_mask()[camera, :, individual], 1.0,
-                    poses.confidence[camera, :, individual]).astype(np.float64)
-    conf = np.where(np.isnan(pts[..., 0]), 0.0, np.nan_to_num(conf, nan=0.0))
-    values = np.concatenate([pts, conf[..., None]], axis=-1).reshape(poses.n_frames, -1)
-    columns = pd.MultiIndex.from_product(
-        [[scorer], list(poses.keypoint_names), ["x", "y", "likelihood"]],
-        names=["scorer", "bodyparts", "coords"])
-    return pd.DataFrame(values, columns=columns, index=np.arange(poses.n_frames))
 
 
 def anipose_3d_dataframe(poses: PoseTable, individual: int) -> pd.DataFrame:
@@ -163,7 +146,7 @@ def export_anipose(project: Project, out_dir: str | Path, overwrite: bool = Fals
     save_calibration(renamed, files[1])
     for (m, c), path in pose2d.items():
         with atomic_path(path) as tmp:
-            pose2d_dataframe(poses, c, m, scorer).to_hdf(tmp, key="df_with_missing", mode="w")
+            predictions_dataframe(poses, c, [m], scorer).to_hdf(tmp, key="df_with_missing", mode="w")
     for m, path in pose3d.items():
         atomic_write_text(path, anipose_3d_dataframe(poses, m).to_csv(index=False))
     return files

@@ -38,7 +38,10 @@ from napari_behaviorvlm.io._common import (
     FormatError, check_all_writable, project_stem, read_frames, video_stems,
 )
 
-__all__ = ["dlc_config", "export_dlc_project", "import_dlc", "read_dlc_table", "write_dlc_table"]
+__all__ = [
+    "dlc_config", "export_dlc_project", "import_dlc", "predictions_dataframe", "read_dlc_table",
+    "write_dlc_table",
+]
 
 DLC_KEY = "df_with_missing"
 
@@ -157,6 +160,30 @@ def camera_dataframe(poses: PoseTable, camera: int, frames: Sequence[int], score
     columns = _columns(scorer, poses.individual_names if multi else None, poses.keypoint_names,
                        coords)
     return pd.DataFrame(values, index=index, columns=columns)
+
+
+def predictions_dataframe(poses: PoseTable, camera: int,
+                          individuals: Sequence[int] | None = None,
+                          scorer: str = "behaviorvlm") -> pd.DataFrame:
+    """One camera's labels on **every** session frame as a DLC prediction table (what DLC's
+    ``analyze_videos`` writes): index ``0 .. F-1``, coords ``x, y, likelihood``; columns
+    ``scorer/bodyparts/coords`` for one individual, ``scorer/individuals/bodyparts/coords`` for
+    several. Likelihood is the confidence (1 for seed/human labels) and 0 where there is no label
+    (x, y NaN).
+
+    Args:
+        individuals: Individual indices to include (default all).
+    """
+    individuals = list(range(poses.n_individuals)) if individuals is None else list(individuals)
+    pts = poses.points2d[camera][:, individuals]  # (F, M', K, 2)
+    conf = np.where(poses.human_mask()[camera][:, individuals], 1.0,
+                    poses.confidence[camera][:, individuals]).astype(np.float64)
+    conf = np.where(np.isnan(pts[..., 0]), 0.0, np.nan_to_num(conf, nan=0.0))
+    values = np.concatenate([pts, conf[..., None]], axis=-1).reshape(poses.n_frames, -1)
+    names = [poses.individual_names[i] for i in individuals]
+    columns = _columns(scorer, names if len(names) > 1 else None, poses.keypoint_names,
+                       ["x", "y", "likelihood"])
+    return pd.DataFrame(values, columns=columns, index=np.arange(poses.n_frames))
 
 
 def write_dlc_table(df: pd.DataFrame, h5_path: Path | None, csv_path: Path | None) -> None:
