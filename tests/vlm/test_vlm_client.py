@@ -216,7 +216,7 @@ def test_cache_hit_costs_no_call_and_survives_a_new_client(make_config, tmp_path
             other.ask_json(ask("cached"))
             assert server.request_count == 4
         files = list((tmp_path / "cache").rglob("*.json"))
-        assert len(files) == 4
+        assert len(files) == len(other.cache) == 4
         assert all(f.parent.name == f.stem[:2] for f in files)
 
 
