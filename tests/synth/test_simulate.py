@@ -215,3 +215,17 @@ def test_config_validation_and_presets():
         SynthConfig.preset("impossible")
     cfg = SynthConfig.preset("hard", n_frames=10)
     assert SynthConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_distractors_exist_by_default_and_not_when_easy(small_sim):
+    sim = small_sim
+    extra = [
+        (sim.render(c, f, noise=False).astype(float)
+         - sim.render(c, f, noise=False, distractors=False)).max()
+        for c in range(3) for f in range(0, 30, 5)
+    ]
+    assert max(extra) > 60  # reflections / eye shine / hot pixels as bright as real dots
+    easy = simulate(SynthConfig.preset("easy", n_cameras=2, n_frames=5, width=160, height=120))
+    for f in range(5):
+        np.testing.assert_array_equal(easy.render(1, f, noise=False),
+                                      easy.render(1, f, noise=False, distractors=False))

@@ -44,6 +44,32 @@ def test_layout_and_videos_decode(written_session, small_sim):
         assert np.abs(gray - rendered).mean() < 3.0  # the video shows the rendered frame
 
 
+def test_dots_in_the_decoded_video_sit_on_the_truth(written_session, small_sim):
+    """After H.264 (with sensor noise and distractors), glow centroids still sit on the truth:
+    the median error of isolated visible dots is well under a pixel."""
+    folder, paths = written_session
+    errors = []
+    for c, name in enumerate(small_sim.camera_names):
+        frames, _ = _decode(paths[name])
+        for f in range(0, 30, 3):
+            decoded = frames[f].to_ndarray(format="gray").astype(float)
+            diff = decoded - small_sim.render(c, f, noise=False, distractors=False, dots=False)
+            pts = small_sim.points2d[c, f][small_sim.visible[c, f]]
+            for x, y in pts:
+                near = np.sort(np.hypot(*(pts - (x, y)).T))[1:2]
+                if near.min(initial=99) < 9 or not (5 < x < 314 and 5 < y < 234):
+                    continue
+                iy, ix = int(round(y)), int(round(x))
+                ys, xs = np.mgrid[iy - 3: iy + 4, ix - 3: ix + 4]
+                weight = np.clip(diff[ys, xs] - 8.0, 0, None)  # above the noise floor
+                assert weight.sum() > 0, (c, f, x, y)
+                cx, cy = (weight * xs).sum() / weight.sum(), (weight * ys).sum() / weight.sum()
+                errors.append(np.hypot(cx - x, cy - y))
+    errors = np.array(errors)
+    assert len(errors) >= 40
+    assert np.median(errors) < 0.25 and np.quantile(errors, 0.9) < 0.6, errors
+
+
 def test_session_folder_loads(written_session):
     folder, _ = written_session
     session = load_session(folder)
