@@ -264,3 +264,19 @@ def test_edit_list_cut_frames_not_counted(make_video, tmp_path):
     assert reader.n_frames == len(_decode_all(cut, False)) == 35
     for i in np.random.default_rng(2).permutation(35):
         assert pattern_index(reader[int(i)]) == i + 5
+
+
+@pytest.mark.parametrize("name,codec,seekable", [("x.avi", "mpeg4", True),
+                                                 ("h.avi", "libx264", False),
+                                                 ("p.mov", "png", True)])
+def test_other_containers_and_codecs(make_video, name, codec, seekable):
+    """AVI stores no presentation timestamps: with H.264 B-frames its guessed pts are wrong, so
+    the reader counts frames in output order (exact, but random access restarts from frame 0)."""
+    path = make_video(name, codec=codec, pix_fmt="rgb24" if codec == "png" else "yuv420p")
+    reference = [pattern_index(f) for f in _decode_all(path, False)]
+    assert reference == list(range(40))
+    reader = VideoReader(path, cache_frames=0)
+    assert (reader.index.pts is not None) is seekable
+    assert any("no usable timestamps" in p for p in reader.index.problems) is not seekable
+    for i in np.random.default_rng(1).permutation(40)[:15]:
+        assert pattern_index(reader[int(i)]) == i

@@ -51,10 +51,12 @@ __all__ = ["FrameArray", "VideoError", "VideoIndex", "VideoReader", "VIDEO_EXTEN
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".mj2", ".h264"}
 )
+# Frames decoded at indexing time to check that output timestamps follow the packets'.
+_HEAD_CHECK = 48
 # Decoding this many frames forward is cheaper than a seek (decoder flush, threads refill).
 _FORWARD_SLACK = 8
 # Chroma within this many levels of neutral (128) counts as "no color" when auto-detecting gray.
@@ -354,11 +356,19 @@ def build_index(path: str | os.PathLike) -> VideoIndex:
         container, stream = _open_container(path)
         stream.codec_context.thread_type = "AUTO"
         first = None
+        head_pts = []  # output pts of the first frames: they must be the sorted packet pts
         for frame, err in _decode_packets(container, stream, _demux(container, stream)):
             if frame is None:
                 break
-            first = frame
-            break
+            first = first or frame
+            head_pts.append(frame.pts)
+            if len(head_pts) >= _HEAD_CHECK:
+                break
+        if not ordinal:
+            expected = sorted(p for p, _, d in packets if not d)[:len(head_pts)]
+            if head_pts != expected:
+                # e.g. H.264 with B-frames in AVI: the container's timestamps are guesses.
+                ordinal = True
         if first is None:
             raise VideoError(f"{path}: no frame decodes ({stream.codec_context.name} "
                              f"{stream.codec_context.pix_fmt}); the file is corrupt or the codec "
@@ -368,7 +378,9 @@ def build_index(path: str | os.PathLike) -> VideoIndex:
 
         if ordinal:
             # No usable timestamps: count decodable frames in output order (decodes the file once).
-            problems.append("no usable timestamps: random access restarts from the first frame")
+            problems.append("no usable timestamps (frames are counted in decoding order): "
+                            "random access restarts from the first frame; remux or re-encode "
+                            "to MP4/MKV for fast seeking")
             container.close()
             container, stream = _open_container(path)
             stream.codec_context.thread_type = "AUTO"
