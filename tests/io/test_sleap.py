@@ -150,3 +150,18 @@ def test_embedded_frames_and_overwrite(small_project, tmp_path):
     with pytest.raises(FileExistsError):
         export_slp(small_project, path)
     export_slp(small_project, path, overwrite=True)
+
+
+def test_import_real_sleap_file(shared_datasets):
+    """A real SLEAP project (sleap-anipose minimal session, proofread predictions) comes in with
+    the same points as its own analysis HDF5."""
+    folder = shared_datasets / "sleap-anipose-minimal-session" / "top"
+    table = import_slp(folder / "minimal_top_proofread.slp", include_predictions=True)
+    assert table.n_frames == 120 and table.n_keypoints == 15 and table.n_individuals == 1
+    assert table.keypoint_names[:3] == ["Nose", "Ear_R", "Ear_L"]
+    assert table.labeled_mask().all()
+    assert (table.source == Source.MODEL).all()
+    with h5py.File(folder / "minimal_top_proofread.analysis.h5") as f:
+        tracks = f["tracks"][:]  # (1, 2, 15, 120)
+    np.testing.assert_allclose(table.points2d[0, :, 0], tracks[0].transpose(2, 1, 0), rtol=1e-5)
+    assert not import_slp(folder / "minimal_top_proofread.slp").labeled_mask().any()

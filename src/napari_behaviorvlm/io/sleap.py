@@ -245,7 +245,7 @@ def export_sleap_analysis_h5(project: Project, out_dir: str | Path, overwrite: b
     skeleton = _skeleton(project)
     videos = _videos(project)
     tracks = [sio.Track(name) for name in poses.individual_names]
-    labeled = poses.labeled_mask()
+    labeled, human = poses.labeled_mask(), poses.human_mask()
     for c, (path, cam) in enumerate(zip(paths, project.session.cameras)):
         n_video = project.session.n_frames + cam.frame_offset
         video = sio.Video(filename=str(videos[c].filename), open_backend=False,
@@ -254,7 +254,7 @@ def export_sleap_analysis_h5(project: Project, out_dir: str | Path, overwrite: b
         for f in np.nonzero(labeled[c].any(axis=(1, 2)))[0]:
             instances = []
             for m in np.nonzero(labeled[c, f].any(axis=1))[0]:
-                conf = np.where(poses.human_mask()[c, f, m], 1.0,
+                conf = np.where(human[c, f, m], 1.0,
                                 poses.confidence[c, f, m]).astype(np.float64)
                 conf[~labeled[c, f, m]] = np.nan
                 finite = conf[np.isfinite(conf)]
