@@ -90,7 +90,8 @@ def run_demo(out: Path, cameras: int = 6, frames: int = 300, mice: int = 1, seed
     outputs, figures, seconds = manifest["outputs"], manifest["figures"], manifest["seconds"]
 
     # 1. synthetic session ------------------------------------------------------------
-    t = _step(f"1/5 synthetic session: {cameras} cameras x {frames} frames, {mice} mouse/mice")
+    t = _step(f"1/5 synthetic session: {cameras} cameras x {frames} frames, "
+              f"{mice} {'mouse' if mice == 1 else 'mice'}")
     if (session_dir / "truth").is_dir():
         truth = load_truth(session_dir)
         if (len(truth.camera_names), truth.n_frames, len(truth.individual_names)) != (
@@ -122,7 +123,12 @@ def run_demo(out: Path, cameras: int = 6, frames: int = 300, mice: int = 1, seed
     print(f"   {len(session.cameras)} cameras, {session.n_frames} frames at {session.fps:g} fps")
     for note in session.notes:
         print(f"   note: {note}")
-    print(f"   calibration: {quality.get('summary', quality)}")
+    baseline = quality.get("baseline_mm") or {}
+    print(f"   calibration: {'ok' if quality['ok'] else 'PROBLEMS'}, {quality['errors']} errors, "
+          f"{quality['warnings']} warnings; camera baselines "
+          f"{baseline.get('min', float('nan')):.0f}-{baseline.get('max', float('nan')):.0f} mm")
+    for issue in quality["issues"]:
+        print(f"   calibration issue: {issue}")
     figures["calibration"] = quality
     seconds["load"] = _done(t)
 
