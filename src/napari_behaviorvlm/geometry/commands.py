@@ -12,6 +12,31 @@ __all__ = ["register", "register_bench"]
 
 def register(subparsers) -> None:
     """Add the ``calibrate`` and ``info`` subcommands."""
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="calibrate cameras from ChArUco or checkerboard images or videos",
+        description=(
+            "Detect the board in every camera's images (a folder or a glob) or video, calibrate "
+            "intrinsics per camera, chain extrinsics over shared board views, bundle-adjust "
+            "everything, and write an anipose calibration.toml (world frame = first camera). "
+            "Prints a per-camera report of reprojection errors in px."
+        ),
+    )
+    parser.add_argument("--board", required=True, metavar="BOARD.toml",
+                        help="board file (see docs/calibration.md for the keys)")
+    parser.add_argument("--images", required=True, nargs="+", metavar="CAMERA=PATH",
+                        help="camera name and its images folder, glob (quote it) or video; "
+                             "one per camera, the first is the world reference")
+    parser.add_argument("-o", "--output", required=True, metavar="calibration.toml",
+                        help="output calibration file (anipose format)")
+    parser.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    parser.add_argument("--every", type=int, default=1,
+                        help="use every n-th image/frame (default 1; raise it for long videos)")
+    parser.add_argument("--min-corners", type=int, default=6,
+                        help="ignore frames with fewer detected corners (default 6)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every frame's detection")
+    parser.set_defaults(func=_calibrate)
 
 
 def register_bench(bench_subparsers) -> None:
@@ -42,6 +67,60 @@ def _write_json(path: str | None, data: dict, overwrite: bool) -> None:
         check_overwrite(path, overwrite)
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")
         print(f"wrote {path}")
+
+
+def _parse_sources(items: list[str]) -> dict[str, str]:
+    sources: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--images expects CAMERA=PATH, got {item!r}")
+        if name in sources:
+            raise ValueError(f"camera {name!r} given twice in --images")
+        sources[name] = path
+    return sources
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from napari_behaviorvlm.geometry.calibrate import calibrate, load_board
+    from napari_behaviorvlm.geometry.camera import save_calibration
+
+    sources = _parse_sources(args.images)
+    check_overwrite(args.output, args.overwrite)
+    if args.json:
+        check_overwrite(args.json, args.overwrite)
+    board = load_board(args.board)
+
+    def progress(message: str) -> None:
+        if args.verbose or ": frame " not in message:
+            print(message, flush=True)
+
+    result = calibrate(board, sources, every=args.every, min_corners=args.min_corners,
+                       progress=progress)
+    save_calibration(result.group, args.output)
+    print(format_calibration_report(result.report))
+    print(f"wrote {args.output}")
+    _write_json(args.json, result.report, args.overwrite)
+    return 0
+
+
+def format_calibration_report(report: dict) -> str:
+    """A per-camera table of a calibration report (px)."""
+    lines = [f"{'camera':<12} {'frames':>9} {'corners':>8} {'rms':>6} {'median':>7} {'mean':>7} "
+             f"{'p95':>7} {'max':>7} {'tri.med':>7}"]
+    rows = list(report["cameras"].items()) + [("overall", report["overall"])]
+    for name, cam in rows:
+        rep, tri = cam["reprojection_px"], cam["triangulated_px"]
+        frames = (f"{cam['frames_detected']}/{cam['frames_read']}" if "frames_read" in cam
+                  else str(cam["frames_detected"]))
+        rms = f"{cam['intrinsic_rms_px']:.3f}" if "intrinsic_rms_px" in cam else ""
+        lines.append(f"{name:<12} {frames:>9} {cam['corners']:>8} {rms:>6} {rep['median']:>7.3f} "
+                     f"{rep['mean']:>7.3f} {rep['p95']:>7.3f} {rep['max']:>7.3f} "
+                     f"{tri['median']:>7.3f}")
+    lines.append("errors in px: board-model reprojection after bundle adjustment (median, mean, "
+                 "p95, max); rms = per-camera calibrateCamera; tri.med = corners triangulated "
+                 "from all views, reprojected")
+    return "\n".join(lines)
 
 
 def _bench_triangulate(args: argparse.Namespace) -> int:

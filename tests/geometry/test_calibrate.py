@@ -1,0 +1,158 @@
+"""Board calibration: board files, a synthetic rendered rig with known truth, the real dataset."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from napari_behaviorvlm.cli import main
+from napari_behaviorvlm.geometry.calibrate import (
+    Board,
+    calibrate,
+    detect_board_in_source,
+    load_board,
+)
+from napari_behaviorvlm.geometry.camera import CalibrationError, load_calibration, look_at
+from napari_behaviorvlm.geometry.validation import validate_calibration
+
+BOARD = Board("charuco", 5, 7, 30.0, 22.0, 4, 50)
+FOCAL = 700.0
+CAMERA_POSITIONS = [(0.0, 0.0, -600.0), (250.0, -50.0, -560.0), (-250.0, 80.0, -550.0)]
+
+
+@pytest.fixture(scope="module")
+def synthetic_rig(tmp_path_factory):
+    """Board images rendered by homography into 3 distortion-free 640x480 cameras (known truth)."""
+    root = tmp_path_factory.mktemp("synthcal")
+    ppm = 6  # board image pixels per mm
+    texture = BOARD._charuco().generateImage((5 * 30 * ppm, 7 * 30 * ppm), marginSize=0)
+    to_texture = np.array([[ppm, 0, -0.5], [0, ppm, -0.5], [0, 0, 1.0]])
+    matrix = np.array([[FOCAL, 0, 319.5], [0, FOCAL, 239.5], [0, 0, 1.0]])
+    rng = np.random.default_rng(0)
+    extrinsics = [look_at(p, (0, 0, 0), up=(0, -1, 0)) for p in CAMERA_POSITIONS]
+    for c in range(3):
+        (root / f"cam{c}").mkdir()
+    for f in range(14):
+        rot_board = cv2.Rodrigues(rng.normal(0, 0.35, 3))[0]
+        t_board = rng.normal(0, 30, 3) - rot_board @ np.array([75.0, 105.0, 0.0])
+        for c, (rvec, tvec) in enumerate(extrinsics):
+            rot = cv2.Rodrigues(rvec)[0]
+            r_cam, t_cam = rot @ rot_board, rot @ t_board + tvec
+            hom = matrix @ np.column_stack([r_cam[:, 0], r_cam[:, 1], t_cam]) @ np.linalg.inv(to_texture)
+            image = cv2.warpPerspective(texture, hom, (640, 480), flags=cv2.INTER_LINEAR,
+                                        borderValue=128)
+            image = cv2.GaussianBlur(image, (3, 3), 0.7) + rng.normal(0, 2, image.shape)
+            cv2.imwrite(str(root / f"cam{c}" / f"view-{f}.png"), np.clip(image, 0, 255).astype(np.uint8))
+    return root, extrinsics
+
+
+def test_board_files_in_three_layouts(tmp_path):
+    native = tmp_path / "native.toml"
+    native.write_text('type = "charuco"\nsquares_x = 8\nsquares_y = 11\nsquare_length = 24.0\n'
+                      "marker_length = 18.75\nmarker_bits = 4\ndict_size = 1000\n")
+    anipose = tmp_path / "config.toml"
+    anipose.write_text('[calibration]\nboard_type = "charuco"\nboard_size = [8, 11]\n'
+                       "board_marker_bits = 4\nboard_marker_dict_number = 1000\n"
+                       "board_marker_length = 18.75\nboard_square_side_length = 24.0\n")
+    sleap_anipose = tmp_path / "board.toml"
+    sleap_anipose.write_text("board_x = 8\nboard_y = 11\nsquare_length = 24.0\n"
+                             "marker_length = 18.75\nmarker_bits = 4\ndict_size = 1000\n")
+    boards = [load_board(p) for p in (native, anipose, sleap_anipose)]
+    assert boards[0] == boards[1] == boards[2]
+    assert boards[0].n_corners == 70 and boards[0].object_points().shape == (70, 3)
+    # checkerboards: anipose-style sizes count inner corners
+    checker = tmp_path / "checker.toml"
+    checker.write_text("board_x = 8\nboard_y = 11\nsquare_length = 24.0\n")
+    board = load_board(checker)
+    assert board.type == "checkerboard" and board.inner_corners == (8, 11)
+    points = board.object_points()
+    assert points.shape == (88, 3) and points[1, 0] == 24.0 and points[8, 1] == 24.0
+
+
+def test_bad_board_files(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('type = "charuco"\nsquares_x = 8\nsquare_length = 24.0\n')
+    with pytest.raises(CalibrationError, match="squares_y"):
+        load_board(bad)
+    bad.write_text('type = "charuco"\nsquares_x = 8\nsquares_y = 11\nsquare_length = 24.0\n'
+                   "marker_length = 18.75\ndict_size = 300\n")
+    with pytest.raises(CalibrationError, match="dict_size"):
+        load_board(bad)
+    with pytest.raises(CalibrationError, match="not found"):
+        load_board(tmp_path / "missing.toml")
+
+
+def test_synthetic_rig_is_recovered(synthetic_rig):
+    root, extrinsics = synthetic_rig
+    result = calibrate(BOARD, {f"cam{c}": root / f"cam{c}" for c in range(3)})
+    report = result.report
+    assert report["overall"]["reprojection_px"]["median"] < 0.3
+    assert report["overall"]["triangulated_px"]["median"] < 0.3
+    for c, cam in enumerate(result.group):
+        assert report["cameras"][f"cam{c}"]["frames_detected"] >= 12
+        assert cam.matrix[0, 0] == pytest.approx(FOCAL, rel=0.01)
+        # world = cam0's frame: compare camera centres expressed in cam0's frame (mm)
+        rot0, t0 = cv2.Rodrigues(extrinsics[0][0])[0], extrinsics[0][1]
+        truth = rot0 @ np.asarray(CAMERA_POSITIONS[c]) + t0
+        assert np.linalg.norm(cam.center - truth) < 6.0  # 1% of the 600 mm distance
+
+
+def test_calibrate_command(synthetic_rig, tmp_path, capsys):
+    root, _ = synthetic_rig
+    board_file = tmp_path / "board.toml"
+    board_file.write_text('type = "charuco"\nsquares_x = 5\nsquares_y = 7\nsquare_length = 30.0\n'
+                          "marker_length = 22.0\nmarker_bits = 4\ndict_size = 50\n")
+    out, report = tmp_path / "calibration.toml", tmp_path / "report.json"
+    args = ["calibrate", "--board", str(board_file), "--images",
+            f"cam0={root / 'cam0'}", f"cam1={root / 'cam1' / '*.png'}", f"cam2={root / 'cam2'}",
+            "-o", str(out), "--json", str(report)]
+    assert main(args) == 0
+    assert load_calibration(out).names == ["cam0", "cam1", "cam2"]
+    data = json.loads(report.read_text())
+    for key in ("median", "mean", "p95"):
+        assert data["overall"]["reprojection_px"][key] < 1.0
+        assert data["cameras"]["cam1"]["reprojection_px"][key] < 1.0
+    assert data["cameras"]["cam2"]["frames_detected"] == 14
+    assert "overall" in capsys.readouterr().out
+    assert main(args) == 2  # never overwrites silently
+    assert "already exists" in capsys.readouterr().err
+    assert main(["calibrate", "--board", str(board_file), "--images", "cam0", "-o",
+                 str(tmp_path / "x.toml")]) == 2
+    assert "CAMERA=PATH" in capsys.readouterr().err
+
+
+def test_too_few_board_views_is_explained(synthetic_rig, tmp_path):
+    root, _ = synthetic_rig
+    other = Board("charuco", 6, 8, 30.0, 22.0, 5, 100)  # wrong dictionary: nothing detected
+    with pytest.raises(CalibrationError, match="board was found in only 0 of 14"):
+        calibrate(other, {"cam0": root / "cam0", "cam1": root / "cam1"})
+
+
+@pytest.mark.slow
+def test_minimal_session_calibrates_below_half_a_pixel(shared_datasets):
+    root = shared_datasets / "sleap-anipose-minimal-session"
+    board = load_board(root / "board.toml")
+    views = ["back", "mid", "side", "top"]
+    result = calibrate(board, {v: root / v / "calibration_images" for v in views})
+    overall = result.report["overall"]
+    assert overall["reprojection_px"]["median"] <= 0.5
+    assert overall["triangulated_px"]["median"] <= 0.5
+    assert overall["frames_detected"] >= 80
+    for v in views:
+        assert result.report["cameras"][v]["reprojection_px"]["median"] <= 0.5
+    # the recalibration separates side from top (the shipped file has side as a copy of top)
+    assert np.linalg.norm(result.group["side"].center - result.group["top"].center) > 50.0
+    assert not [i for i in validate_calibration(result.group) if i.severity == "error"]
+
+
+def test_video_source(shared_datasets):
+    root = shared_datasets / "sleap-anipose-minimal-session" / "back" / "calibration_images"
+    board = load_board(root.parent.parent / "board.toml")
+    det = detect_board_in_source("back", root / "minimal_session-back-calibration.mp4", board,
+                                 every=5)
+    assert det.n_read == 5 and det.size == (1280, 1024)
+    assert sorted(det.frames) == [0, 5, 10, 15, 20]
+    assert all(len(ids) >= 60 for ids, _ in det.frames.values())
