@@ -46,7 +46,7 @@ from av.video.reformatter import VideoReformatter
 
 from napari_behaviorvlm.core.atomic import atomic_write_text
 
-__all__ = ["FrameArray", "VideoError", "VideoIndex", "VideoReader", "VIDEO_EXTENSIONS",
+__all__ = ["CACHE_BYTES", "FrameArray", "VideoError", "VideoIndex", "VideoReader", "VIDEO_EXTENSIONS",
            "default_cache_dir", "frame_to_array"]
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ INDEX_VERSION = 3
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".mj2", ".h264"}
 )
+#: Most bytes of decoded frames one reader's LRU keeps (caps ``cache_frames`` for big frames).
+CACHE_BYTES = 128 * 1024 * 1024
 # Frames decoded at indexing time to check that output timestamps follow the packets'.
 _HEAD_CHECK = 48
 # Decoding this many frames forward is cheaper than a seek (decoder flush, threads refill).
@@ -567,7 +569,8 @@ class VideoReader(FrameArray):
         cache_dir: Folder for the frame index when the video's folder is read-only
             (default :func:`default_cache_dir`).
         grayscale: True -> ``(H, W)`` frames, False -> ``(H, W, 3)`` RGB, None -> auto-detect.
-        cache_frames: Number of decoded frames kept in the LRU (0 disables it).
+        cache_frames: Number of decoded frames kept in the LRU (0 disables it); capped so the
+            LRU holds at most ``CACHE_BYTES`` (128 MiB) per reader.
 
     Attributes:
         index: The :class:`VideoIndex`.
@@ -583,7 +586,8 @@ class VideoReader(FrameArray):
         self.path = Path(path)
         self.index = load_index(self.path, cache_dir)
         self.gray = self.index.gray if grayscale is None else bool(grayscale)
-        self.cache_frames = max(int(cache_frames), 0)
+        frame_bytes = self.index.width * self.index.height * (1 if self.gray else 3)
+        self.cache_frames = max(min(int(cache_frames), CACHE_BYTES // max(frame_bytes, 1)), 0)
         self.n_frames = self.index.n_frames
         self.width = self.index.width
         self.height = self.index.height
