@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from napari_behaviorvlm.core.atomic import atomic_write_text, check_overwrite
 
-__all__ = ["register", "register_bench"]
+__all__ = ["format_calibration_report", "format_info", "register", "register_bench", "session_info"]
 
 
 def register(subparsers) -> None:
@@ -37,6 +44,21 @@ def register(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every frame's detection")
     parser.set_defaults(func=_calibrate)
+
+    info = subparsers.add_parser(
+        "info",
+        help="describe a session: cameras, frames, fps, offsets, calibration quality",
+        description=(
+            "Load a session (a folder of camera videos or a session.toml) and print each "
+            "camera's video, frame count, fps, size and frame offset, the session's frame count, "
+            "notes about trims/offsets, and the calibration's quality and issues (duplicate or "
+            "implausible cameras). SESSION may also be a calibration.toml alone."
+        ),
+    )
+    info.add_argument("session", metavar="SESSION", help="session folder, session.toml or calibration.toml")
+    info.add_argument("--json", metavar="FILE", help="also write the description as JSON")
+    info.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    info.set_defaults(func=_info)
 
 
 def register_bench(bench_subparsers) -> None:
@@ -121,6 +143,102 @@ def format_calibration_report(report: dict) -> str:
                  "p95, max); rms = per-camera calibrateCamera; tri.med = corners triangulated "
                  "from all views, reprojected")
     return "\n".join(lines)
+
+
+def _is_calibration_file(path: Path) -> bool:
+    if not (path.is_file() and path.suffix.lower() == ".toml"):
+        return False
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    return "cameras" not in data and any(isinstance(v, dict) and "matrix" in v for v in data.values())
+
+
+def session_info(path: str | Path) -> dict:
+    """JSON-ready description of a session (or of a calibration file alone).
+
+    Returns:
+        ``path``; ``session`` (``n_frames``, ``fps``, ``duration_s``, ``notes``) and
+        ``cameras`` (per camera ``video``, ``frames``, ``fps``, ``size``, ``frame_offset``,
+        ``codec``, ``keyframe_interval``) unless ``path`` is a calibration file; ``calibration``:
+        :func:`~napari_behaviorvlm.geometry.validation.calibration_quality` or None.
+    """
+    from napari_behaviorvlm.geometry.camera import load_calibration
+    from napari_behaviorvlm.geometry.validation import calibration_quality
+
+    path = Path(path)
+    if _is_calibration_file(path):
+        return {"path": str(path), "calibration": calibration_quality(load_calibration(path))}
+    from napari_behaviorvlm.video.reader import load_index
+    from napari_behaviorvlm.video.session_io import load_session
+
+    session = load_session(path)
+    cameras = {}
+    for cam, video in zip(session.cameras, session.video_paths()):
+        index = load_index(video)
+        cameras[cam.name] = {
+            "video": str(video), "frames": index.n_frames, "fps": index.fps,
+            "size": [index.width, index.height], "frame_offset": cam.frame_offset,
+            "codec": index.codec, "keyframe_interval": index.gop,
+        }
+    return {
+        "path": str(path),
+        "session": {"n_frames": session.n_frames, "fps": session.fps,
+                    "duration_s": session.n_frames / session.fps if session.fps else None,
+                    "notes": list(session.notes)},
+        "cameras": cameras,
+        "calibration": (None if session.calibration is None
+                        else calibration_quality(session.calibration)),
+    }
+
+
+def format_info(info: dict) -> str:
+    """Human-readable form of :func:`session_info`."""
+    lines = [str(info["path"])]
+    if "session" in info:
+        ses = info["session"]
+        lines.append(f"session: {ses['n_frames']} frames at {ses['fps']:g} fps "
+                     f"({ses['duration_s']:.2f} s), {len(info['cameras'])} cameras")
+        lines.append(f"  {'camera':<12} {'frames':>7} {'fps':>7} {'size':>11} {'offset':>6} "
+                     f"{'codec':>6} {'gop':>5}  video")
+        for name, cam in info["cameras"].items():
+            size = f"{cam['size'][0]}x{cam['size'][1]}"
+            lines.append(f"  {name:<12} {cam['frames']:>7} {cam['fps']:>7.3f} {size:>11} "
+                         f"{cam['frame_offset']:>6} {cam['codec']:>6} {cam['keyframe_interval']:>5}"
+                         f"  {cam['video']}")
+        for note in ses["notes"]:
+            lines.append(f"  note: {note}")
+    cal = info["calibration"]
+    if cal is None:
+        lines.append("calibration: none (put a calibration.toml in the session folder, or run "
+                     "behaviorvlm calibrate)")
+        return "\n".join(lines)
+    status = "ok" if cal["ok"] else f"{cal['errors']} error(s)"
+    extra = ""
+    if "reprojection_median_px" in cal:
+        extra = f", board reprojection median {cal['reprojection_median_px']:.3f} px"
+    baseline = cal["baseline_mm"]
+    span = f", baselines {baseline['min']:.0f}-{baseline['max']:.0f} mm" if baseline else ""
+    lines.append(f"calibration: {cal['n_cameras']} cameras, {status}, {cal['warnings']} "
+                 f"warning(s){span}{extra}")
+    lines.append(f"  {'camera':<12} {'focal px':>9} {'pp off px':>9} {'k1':>8} {'nearest mm':>10}")
+    for name, cam in cal["cameras"].items():
+        nearest = "" if cam["nearest_camera_mm"] is None else f"{cam['nearest_camera_mm']:.1f}"
+        lines.append(f"  {name:<12} {cam['focal_px']:>9.1f} {cam['principal_offset_px']:>9.1f} "
+                     f"{cam['k1']:>8.3f} {nearest:>10}")
+    for issue in cal["issues"]:
+        lines.append(f"  {issue}")
+    return "\n".join(lines)
+
+
+def _info(args: argparse.Namespace) -> int:
+    if args.json:
+        check_overwrite(args.json, args.overwrite)
+    info = session_info(args.session)
+    print(format_info(info))
+    _write_json(args.json, info, args.overwrite)
+    return 0
 
 
 def _bench_triangulate(args: argparse.Namespace) -> int:
