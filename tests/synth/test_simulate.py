@@ -44,7 +44,7 @@ def test_points2d_are_exact_projections_and_visibility_is_consistent(small_sim):
 
 def test_dots_sit_outside_bodies_and_above_the_floor(two_mice_sim):
     sim = two_mice_sim
-    n_f, n_m = sim.points3d.shape[:2]
+    n_f = sim.points3d.shape[0]
     pts = sim.points3d.reshape(n_f, -1, 3)
     c = sim.ellipsoid_centers.reshape(n_f, -1, 3)
     r = sim.ellipsoid_rotations.reshape(n_f, -1, 3, 3)
@@ -116,9 +116,8 @@ def test_rendered_dot_centroids_sit_on_the_truth(small_sim):
         for f in (0, 15, 29):
             diff = (sim.render(c, f, noise=False, distractors=False).astype(float)
                     - sim.render(c, f, noise=False, distractors=False, dots=False))
-            vis = np.argwhere(sim.visible[c, f])
             pts = sim.points2d[c, f][sim.visible[c, f]]
-            for (m, k), (x, y) in zip(vis, pts):
+            for x, y in pts:
                 near = np.hypot(*(pts - (x, y)).T)
                 if np.sort(near)[1:2].min(initial=99) < 9 or not (5 < x < 314 and 5 < y < 234):
                     continue  # isolated dots away from the border
@@ -161,14 +160,14 @@ def test_two_mice_chase_sniff_and_never_interpenetrate(two_mice_sim):
     social = np.isin(sim.behavior, ["chase", "sniff"])
     assert (sim.target[social] == 1 - np.nonzero(social)[1]).all()
     assert (sim.target[~social] == -1).all()
-    # A sniffer's nose (front of its head) is close to the other mouse.
-    f, m = np.argwhere(sim.behavior == "sniff")[0]
-    head = sim.ellipsoid_centers[f, m, 2]
-    other_dots = sim.points3d[f, 1 - m]
-    other_body = sim.ellipsoid_centers[f, 1 - m]
-    gap = min(np.linalg.norm(other_dots - head, axis=1).min(),
-              np.linalg.norm(other_body - head, axis=1).min())
-    assert gap < 60.0
+    # A sniffer's nose (tip of its head) is at the other mouse's rear or nose: within
+    # 1.5 x SNIFF_DISTANCE of a point at most 30 mm from one of the other's body centres.
+    f, m = np.argwhere(sim.behavior == "sniff").T
+    nose = (sim.ellipsoid_centers[f, m, 2]
+            + sim.ellipsoid_rotations[f, m, 2, :, 0] * sim.ellipsoid_axes[f, m, 2, 0:1])
+    other = sim.ellipsoid_centers[f, 1 - m]  # (N, 3 parts, 3)
+    gap = np.linalg.norm(other - nose[:, None, :], axis=-1).min(axis=1)
+    assert gap.max() < 1.5 * SNIFF_DISTANCE + 30.0 + 2.0, gap.max()
     # Surface samples of each mouse's body never enter the other's.
     rng = np.random.default_rng(0)
     dirs = rng.normal(size=(64, 3))

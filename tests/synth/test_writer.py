@@ -47,7 +47,7 @@ def test_layout_and_videos_decode(written_session, small_sim):
 def test_dots_in_the_decoded_video_sit_on_the_truth(written_session, small_sim):
     """After H.264 (with sensor noise and distractors), glow centroids still sit on the truth:
     the median error of isolated visible dots is well under a pixel."""
-    folder, paths = written_session
+    _, paths = written_session
     errors = []
     for c, name in enumerate(small_sim.camera_names):
         frames, _ = _decode(paths[name])
@@ -161,3 +161,24 @@ def test_synth_command(tmp_path, capsys):
     assert main(args) == 2  # exists: refused, printed without a traceback
     assert "overwrite" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
+    more = ["--overwrite", "--seed-frames", "1,4", "--click-noise", "0.5", "--dropout", "0",
+            "--reflections", "0", "--no-occlusion"]
+    assert main(args + more) == 0
+    truth = load_truth(out)
+    assert truth.seed_frames == [1, 4] and not truth.missed.any()
+    np.testing.assert_array_equal(truth.visible, truth.in_image)
+    assert main(args + ["--overwrite", "--seed-frames", "1,x"]) == 2
+    assert "--seed-frames" in capsys.readouterr().err
+
+
+def test_seed_click_noise_and_seed_frame_choice(small_sim):
+    from napari_behaviorvlm.synth import choose_seed_frames, seed_pose_table
+
+    frames = choose_seed_frames(small_sim)
+    assert len(frames) == 3 and frames == sorted(frames)
+    assert frames[0] < 10 <= frames[1] < 20 <= frames[2]  # one per third of the session
+    exact = seed_pose_table(small_sim, frames)
+    noisy = seed_pose_table(small_sim, frames, click_noise=0.5)
+    np.testing.assert_array_equal(exact.labeled_mask(), noisy.labeled_mask())
+    delta = (noisy.points2d - exact.points2d)[exact.labeled_mask()]
+    assert 0.3 < delta.std() < 0.7

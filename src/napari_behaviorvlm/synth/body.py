@@ -19,8 +19,8 @@ import attrs
 import numpy as np
 
 __all__ = [
-    "BODY_PARTS", "DOT_OFFSET", "PART_AXES", "Posture", "body_ellipsoids", "inside_ellipsoids", "mouse_geometry", "push_out",
-    "segment_hits_ellipsoids", "sphere_cover", "tail_curve",
+    "BODY_PARTS", "DOT_OFFSET", "PART_AXES", "Posture", "body_ellipsoids", "inside_ellipsoids",
+    "mouse_geometry", "push_out", "segment_hits_ellipsoids", "sphere_cover", "tail_curve",
 ]
 
 BODY_PARTS = ("rear", "front", "head")

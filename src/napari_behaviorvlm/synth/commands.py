@@ -33,6 +33,17 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--noise", type=float, default=None,
                         help="sensor noise sigma in grey levels (overrides the preset)")
+    parser.add_argument("--reflections", type=float, default=None,
+                        help="mean spurious reflections per camera and frame (overrides the preset)")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="fraction of missed dot observations, 0..1 (overrides the preset)")
+    parser.add_argument("--no-occlusion", action="store_true",
+                        help="count dots hidden behind a body as visible (an easier benchmark)")
+    parser.add_argument("--seed-frames", default=None, metavar="F1,F2,F3",
+                        help="frames labeled in seeds.csv (default: 3 frames spread over the "
+                             "session, covering different behaviors)")
+    parser.add_argument("--click-noise", type=float, default=0.0, metavar="PX",
+                        help="sigma of Gaussian noise added to seed positions, px (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing session folder")
     parser.set_defaults(func=_run)
 
@@ -40,16 +51,28 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from napari_behaviorvlm.synth import SynthConfig, simulate, write_synthetic_session
 
-    overrides = {}
-    if args.noise is not None:
-        overrides["noise_sigma"] = args.noise
+    overrides: dict = {}
+    for arg, field in (("noise", "noise_sigma"), ("reflections", "reflection_rate"),
+                       ("dropout", "dropout_rate")):
+        if getattr(args, arg) is not None:
+            overrides[field] = getattr(args, arg)
+    if args.no_occlusion:
+        overrides["occlusion"] = False
+    seed_frames = None
+    if args.seed_frames:
+        try:
+            seed_frames = [int(v) for v in args.seed_frames.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--seed-frames must be comma-separated frame numbers, "
+                             f"got {args.seed_frames!r}") from None
     config = SynthConfig.preset(
         args.difficulty, n_cameras=args.cameras, n_frames=args.frames, n_mice=args.mice,
         seed=args.seed, width=args.width, height=args.height, fps=args.fps, **overrides,
     )
     start = time.perf_counter()
     sim = simulate(config)
-    paths = write_synthetic_session(sim, args.out_dir, overwrite=args.overwrite)
+    paths = write_synthetic_session(sim, args.out_dir, seed_frames=seed_frames,
+                                    overwrite=args.overwrite, click_noise=args.click_noise)
     elapsed = time.perf_counter() - start
     print(f"synthetic session ({config.n_cameras} cameras x {config.n_frames} frames, "
           f"{config.n_mice} mice, difficulty {config.difficulty}, seed {config.seed}) "

@@ -347,5 +347,6 @@ def _separate(mice: list[_Mouse], hard_in: float, iterations: int = 6) -> None:
         wa = (a.v + 10.0) / (a.v + b.v + 20.0)
         step = overlap[i, j] + 0.5
         for mouse, sign, w in ((a, 1.0, wa), (b, -1.0, 1.0 - wa)):
-            mouse.state["x"] = float(np.clip(mouse.state["x"] + sign * w * step * direction[0], -hard_in, hard_in))
-            mouse.state["y"] = float(np.clip(mouse.state["y"] + sign * w * step * direction[1], -hard_in, hard_in))
+            for axis, key in enumerate(("x", "y")):
+                moved = mouse.state[key] + sign * w * step * direction[axis]
+                mouse.state[key] = float(np.clip(moved, -hard_in, hard_in))
