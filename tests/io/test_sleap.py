@@ -147,6 +147,9 @@ def test_embedded_frames_and_overwrite(small_project, tmp_path):
     seed_lf = labels.find(labels.videos[1], 0 + small_project.session.cameras[1].frame_offset)[0]
     img = seed_lf.image  # read from the embedded frames, not the video
     assert abs(float(np.mean(img)) - 10 * 2) < 3
+    rs = labels.sessions[0]  # cameras stay linked to the (embedded) videos
+    assert [rs.get_camera(v).name for v in labels.videos] == small_project.session.camera_names
+    assert len(rs.frame_groups) == small_project.poses.labeled_mask().any(axis=(0, 2, 3)).sum()
     with pytest.raises(FileExistsError):
         export_slp(small_project, path)
     export_slp(small_project, path, overwrite=True)

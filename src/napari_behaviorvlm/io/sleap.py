@@ -22,7 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
+import sleap_io as sio
 
 from napari_behaviorvlm.core.atomic import atomic_path, check_overwrite
 from napari_behaviorvlm.core.pose import PoseTable, Source
@@ -40,8 +42,6 @@ PROVENANCE_KEY = "napari_behaviorvlm"
 
 
 def _skeleton(project: Project):
-    import sleap_io as sio
-
     sk = project.skeleton
     if list(sk.keypoints) != list(project.poses.keypoint_names):
         raise ValueError("the project's skeleton and pose table name different keypoints")
@@ -51,8 +51,6 @@ def _skeleton(project: Project):
 
 def _videos(project: Project) -> list:
     """One sleap-io Video per camera (opened when the file exists, so frames can be embedded)."""
-    import sleap_io as sio
-
     videos = []
     calib = project.session.calibration
     for i, (cam, path) in enumerate(zip(project.session.cameras, project.session.video_paths())):
@@ -73,8 +71,6 @@ def _videos(project: Project) -> list:
 
 def _instances_of(poses: PoseTable, c: int, f: int, m: int, skeleton, track):
     """(user instance or None, predicted instance or None, is_seed) for one camera/frame/animal."""
-    import sleap_io as sio
-
     pts = poses.points2d[c, f, m]
     src = poses.source[c, f, m]
     has = ~np.isnan(pts[:, 0])
@@ -102,8 +98,6 @@ def project_to_labels(project: Project, include_3d: bool = True):
         include_3d: Add a RecordingSession FrameGroup per labeled frame with InstanceGroups
             and ``Instance3D`` points (needs a calibration).
     """
-    import sleap_io as sio
-
     session, poses = project.session, project.poses
     if poses.camera_names != session.camera_names:
         raise ValueError("the pose table's cameras differ from the session's cameras")
@@ -168,8 +162,6 @@ def project_to_labels(project: Project, include_3d: bool = True):
 
 
 def _frame_groups(project, skeleton, sio_cams, lf_by_cf, inst_by_cfm) -> dict:
-    import sleap_io as sio
-
     poses = project.poses
     frames = sorted({f for (_, f) in lf_by_cf})
     groups = {}
@@ -208,8 +200,6 @@ def export_slp(project: Project, path: str | Path, embed_frames: bool = False,
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         FileNotFoundError: ``embed_frames`` and a video is missing.
     """
-    import sleap_io as sio
-
     path = Path(path)
     if path.suffix != ".slp":
         raise ValueError(f"a SLEAP labels file must end with .slp, got {path.name}")
@@ -219,9 +209,33 @@ def export_slp(project: Project, path: str | Path, embed_frames: bool = False,
         missing = [str(v.filename) for v in labels.videos if not Path(v.filename).exists()]
         if missing:
             raise FileNotFoundError(f"cannot embed frames: videos not found: {missing}")
+        labels = _SessionKeepingLabels(**{f.alias: getattr(labels, f.name)
+                                          for f in attrs.fields(sio.Labels) if f.init})
     with atomic_path(path) as tmp:
-        sio.save_slp(labels, str(tmp), embed="user" if embed_frames else False, verbose=False)
+        sio.save_slp(labels, str(tmp), embed="user" if embed_frames else False,
+                     embed_inplace=embed_frames, verbose=False)
     return path
+
+
+class _SessionKeepingLabels(sio.Labels):
+    """``Labels`` whose ``replace_videos`` also relinks RecordingSession cameras.
+
+    sleap-io's embedding replaces each Video by its embedded copy through
+    ``Labels.replace_videos``, which (in sleap-io 0.9) does not update the sessions, so the
+    saved file would lose the camera <-> video links. Used only for embedding exports.
+    """
+
+    def replace_videos(self, old_videos=None, new_videos=None, video_map=None):
+        if video_map is None:
+            old_videos = self.videos if old_videos is None else old_videos
+            video_map = dict(zip(old_videos, new_videos))
+        super().replace_videos(video_map=video_map)
+        for session in self.sessions:
+            for old, new in video_map.items():
+                camera = session.get_camera(old)
+                if camera is not None:
+                    session.remove_video(old)
+                    session.add_video(new, camera)
 
 
 def export_sleap_analysis_h5(project: Project, out_dir: str | Path, overwrite: bool = False,
@@ -235,8 +249,6 @@ def export_sleap_analysis_h5(project: Project, out_dir: str | Path, overwrite: b
     ``track_occupancy``. Each point is the best label: human where present, else the model's.
     Tracks with no label at all are left out (as SLEAP does).
     """
-    import sleap_io as sio
-
     out_dir = Path(out_dir)
     stem = stem or project_stem(project)
     poses = project.poses
@@ -307,8 +319,6 @@ def import_slp(path: str | Path, project: Project | None = None, source: Source 
     Raises:
         FileNotFoundError: no file. FormatError: keypoints or cameras do not match the project.
     """
-    import sleap_io as sio
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"SLEAP file not found: {path}")
@@ -386,8 +396,6 @@ def import_slp(path: str | Path, project: Project | None = None, source: Source 
 def import_slp_segments(path: str | Path, project: Project | None = None) -> SegmentTable:
     """Behavior segments from a ``.slp`` file's events (in session frames when ``project`` is
     given: the first camera's offset is removed)."""
-    import sleap_io as sio
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"SLEAP file not found: {path}")
