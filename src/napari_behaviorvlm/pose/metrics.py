@@ -89,7 +89,7 @@ def evaluate_poses(poses: PoseTable, skeleton: Skeleton, true3d: np.ndarray, tru
     flat_true = tru3.reshape(len(sel), n_ind * n_kp, 3)
     flat_est = est3.reshape(len(sel), n_ind * n_kp, 3)
     dist = np.linalg.norm(flat_est[:, :, None] - flat_true[:, None], axis=-1)  # (F', MK, MK)
-    own = np.diagonal(dist, axis1=1, axis2=2)
+    own = np.diagonal(dist, axis1=1, axis2=2).copy()
     dist_other = dist.copy()
     idx = np.arange(n_ind * n_kp)
     dist_other[:, idx, idx] = np.inf
@@ -102,7 +102,7 @@ def evaluate_poses(poses: PoseTable, skeleton: Skeleton, true3d: np.ndarray, tru
         ce = np.nanmean(est3, axis=2)
         ct = np.nanmean(tru3, axis=2)
         dd = np.linalg.norm(ce[:, :, None] - ct[:, None], axis=-1)
-        own_c = np.diagonal(dd, axis1=1, axis2=2)
+        own_c = np.diagonal(dd, axis1=1, axis2=2).copy()
         dd[:, np.arange(n_ind), np.arange(n_ind)] = np.inf
         exch = int((np.nan_to_num(dd, nan=np.inf).min(axis=2) < own_c).any(axis=1).sum())
     out["individual_exchange_frames"] = exch

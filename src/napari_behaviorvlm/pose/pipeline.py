@@ -269,6 +269,44 @@ def _kabsch(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rot, cd - cs @ rot.T
 
 
+def _window_frames(has_any: np.ndarray, frame: int, direction: int, window: int) -> list[int]:
+    """The ``window`` nearest frames on the window's side that hold any label, nearest first
+    (the window reaches back to the seed when the frames in between are not labeled)."""
+    out: list[int] = []
+    i = frame - direction
+    while 0 <= i < len(has_any) and len(out) < window:
+        if has_any[i]:
+            out.append(i)
+        i -= direction
+    return out
+
+
+def _extrapolate(win: np.ndarray, idx: list[int], frame: int, damping: float, base: float,
+                 per_speed: float, stale: float, stale_step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Constant-velocity extrapolation over the window's axis 0 (nearest first).
+
+    Returns the prediction ``win.shape[1:]`` and its uncertainty ``win.shape[1:-1]``."""
+    ok = np.isfinite(win).all(axis=-1)
+    gap0 = abs(frame - idx[0])
+    x1 = win[0]
+    if len(idx) > 1:
+        step = abs(idx[0] - idx[1])
+        vel = (win[0] - win[1]) / step
+        have2 = ok[0] & ok[1] & (step <= 2)
+    else:
+        vel = np.zeros_like(x1)
+        have2 = np.zeros_like(ok[0])
+    speed = np.linalg.norm(np.nan_to_num(vel), axis=-1)
+    pred = np.where(have2[..., None], x1 + damping * vel * gap0, np.where(ok[0][..., None], x1, np.nan))
+    sigma = np.where(have2, base + per_speed * speed * gap0, stale) + stale_step * (gap0 - 1)
+    sigma = np.where(ok[0], sigma, np.nan)
+    for s in range(1, len(idx)):
+        fill = ~np.isfinite(pred).all(axis=-1) & ok[s]
+        pred[fill] = win[s][fill]
+        sigma[fill] = stale + stale_step * (abs(frame - idx[s]) - 1)
+    return pred, sigma
+
+
 def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
                reference: list[np.ndarray], damping: float) -> tuple[np.ndarray, np.ndarray]:
     """Temporal 3D prediction of every keypoint at ``frame``.
@@ -283,30 +321,13 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
     Returns:
         ``(M, K, 3)`` mm prediction (NaN = none) and ``(M, K)`` mm uncertainty.
     """
-    n_frames, n_ind, n_kp = points3d.shape[:3]
-    idx = [frame - direction * i for i in range(1, window + 1)]
-    idx = [i for i in idx if 0 <= i < n_frames]
+    n_ind, n_kp = points3d.shape[1:3]
+    has_any = np.isfinite(points3d[..., 0]).any(axis=(1, 2))
+    idx = _window_frames(has_any, frame, direction, window)
     pred = np.full((n_ind, n_kp, 3), np.nan)
     sigma = np.full((n_ind, n_kp), np.nan)
     if idx:
-        win = points3d[idx]  # (W, M, K, 3), most recent first
-        ok = np.isfinite(win).all(axis=-1)
-        x1 = win[0]
-        have1 = ok[0]
-        if len(idx) > 1:
-            vel = win[0] - win[1]
-            have2 = ok[0] & ok[1]
-        else:
-            vel = np.zeros_like(x1)
-            have2 = np.zeros_like(have1)
-        speed = np.linalg.norm(np.nan_to_num(vel), axis=-1)
-        pred = np.where(have2[..., None], x1 + damping * vel, np.where(have1[..., None], x1, np.nan))
-        sigma = np.where(have2, 1.5 + 0.5 * speed, np.where(have1, 4.0, np.nan))
-        # missed recently: last known position, uncertainty growing with staleness
-        for s in range(1, len(idx)):
-            fill = ~np.isfinite(pred).all(axis=-1) & ok[s]
-            pred[fill] = win[s][fill]
-            sigma[fill] = 4.0 + 3.0 * s
+        pred, sigma = _extrapolate(points3d[idx], idx, frame, damping, 1.5, 0.5, 4.0, 3.0)
     for m in range(n_ind):
         missing = ~np.isfinite(pred[m]).all(axis=-1)
         if not missing.any():
@@ -362,30 +383,13 @@ def predict_2d(points2d: np.ndarray, frame: int, direction: int, window: int, da
     Returns:
         ``(C, M, K, 2)`` px prediction (NaN = none) and ``(C, M, K)`` px uncertainty.
     """
-    n_frames = points2d.shape[1]
-    idx = [frame - direction * i for i in range(1, window + 1)]
-    idx = [i for i in idx if 0 <= i < n_frames]
     shape = points2d.shape[:1] + points2d.shape[2:4]
+    has_any = np.isfinite(points2d[..., 0]).any(axis=(0, 2, 3))
+    idx = _window_frames(has_any, frame, direction, window)
     if not idx:
         return np.full(shape + (2,), np.nan), np.full(shape, np.nan)
-    win = points2d[:, idx]  # (C, W, M, K, 2)
-    ok = np.isfinite(win).all(axis=-1)
-    x1 = win[:, 0]
-    have1 = ok[:, 0]
-    if len(idx) > 1:
-        vel = win[:, 0] - win[:, 1]
-        have2 = ok[:, 0] & ok[:, 1]
-    else:
-        vel = np.zeros_like(x1)
-        have2 = np.zeros_like(have1)
-    speed = np.linalg.norm(np.nan_to_num(vel), axis=-1)
-    pred = np.where(have2[..., None], x1 + damping * vel, np.where(have1[..., None], x1, np.nan))
-    sigma = np.where(have2, 2.0 + 0.5 * speed, np.where(have1, 5.0, np.nan))
-    for s in range(1, len(idx)):
-        fill = ~np.isfinite(pred).all(axis=-1) & ok[:, s]
-        pred[fill] = win[:, s][fill]
-        sigma[fill] = 5.0 + 4.0 * s
-    return pred, sigma
+    win = np.moveaxis(points2d[:, idx], 1, 0)  # (W, C, M, K, 2)
+    return _extrapolate(win, idx, frame, damping, 2.0, 0.5, 5.0, 4.0)
 
 
 # --------------------------------------------------------------------------- per frame

@@ -1,0 +1,124 @@
+"""The local pipeline end to end on a small simulated session (4 cameras, 40 frames)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_behaviorvlm.core.pose import Flag, Source
+from napari_behaviorvlm.pose.metrics import evaluate_poses
+from napari_behaviorvlm.pose.pipeline import (
+    LabelingConfig,
+    done_frames,
+    labeling_order,
+    retriangulate_frame,
+    run_labeling,
+)
+from pose_fixtures import new_project, small_sim
+
+
+@pytest.fixture(scope="module")
+def labeled():
+    sim, seeds, source = small_sim()
+    project = new_project(sim, seeds)
+    report = run_labeling(project, frame_source=source)
+    return sim, seeds, source, project, report
+
+
+def test_local_pipeline_reaches_a_sensible_error(labeled):
+    sim, seeds, _, project, report = labeled
+    assert sorted(report.frames_done) == [f for f in range(sim.n_frames) if f not in seeds]
+    frames = [f for f in range(sim.n_frames) if f not in seeds]
+    m = evaluate_poses(project.poses, sim.skeleton, sim.points3d, sim.points2d, sim.visible, frames)
+    assert m["coverage"] > 0.9
+    assert m["median_3d_error_mm"] < 1.0
+    assert m["mean_3d_error_mm"] < 4.0
+    assert m["pck_5px"] > 0.8
+    # seed labels untouched, model labels marked as such
+    seed_mask = project.poses.source == Source.SEED
+    assert set(np.nonzero(seed_mask)[1]) == set(seeds)
+    model = project.poses.source == Source.MODEL
+    assert model.any() and np.isfinite(project.poses.confidence[model]).all()
+    assert done_frames(project) == set(frames)
+
+
+def test_order_runs_outward_from_the_seeds():
+    runs = labeling_order(20, [5, 15])
+    assert runs == [(-1, [4, 3, 2, 1, 0]), (1, [6, 7, 8, 9, 10]), (-1, [14, 13, 12, 11]),
+                    (1, [16, 17, 18, 19])]
+    with pytest.raises(ValueError, match="no seed frames"):
+        labeling_order(10, [])
+
+
+def test_human_labels_survive_reruns_and_enter_the_window(labeled):
+    sim, seeds, source, project, _ = labeled
+    frame = 10
+    xy = sim.points2d[1, frame, 0, 3] + np.array([0.7, -0.4])  # a human's slightly off click
+    project.poses.set_label(1, frame, 0, 3, xy, source=Source.HUMAN)
+    retriangulate_frame(project, frame)
+    assert project.poses.flags[1, frame, 0, 3] == 0
+    # forget the frames after it and relabel: the human label stays exactly where it is
+    entry = project.settings["pose_labeling"]
+    entry["done"] = [[0, 9]]
+    run_labeling(project, frame_source=source)
+    assert np.array_equal(project.poses.points2d[1, frame, 0, 3], xy)
+    assert project.poses.source[1, frame, 0, 3] == Source.HUMAN
+    assert project.poses.confidence[1, frame, 0, 3] == 1.0
+
+
+def test_cancel_and_resume_gives_the_same_result():
+    sim, seeds, source = small_sim()
+    full = new_project(sim, seeds)
+    run_labeling(full, frame_source=source)
+    part = new_project(sim, seeds)
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 12
+
+    first = run_labeling(part, frame_source=source, should_stop=stop)
+    assert first.cancelled and len(first.frames_done) == 12
+    kept = {f: part.poses.points3d[f].copy() for f in first.frames_done}
+    second = run_labeling(part, frame_source=source)
+    assert not set(second.frames_done) & set(first.frames_done)
+    for f, x in kept.items():
+        assert np.array_equal(part.poses.points3d[f], x, equal_nan=True)
+    assert part.poses.equals(full.poses)
+
+
+def test_injected_swap_is_flagged(labeled):
+    sim, seeds, _, project, _ = labeled
+    poses = project.poses
+    left, right = sim.skeleton.index("ear_left"), sim.skeleton.index("ear_right")
+    both = np.isfinite(poses.points2d[:, :, 0, [left, right], 0]).all(axis=-1)  # (C, F)
+    both[:, seeds] = False
+    frame = int(np.flatnonzero(both.sum(axis=0) >= 3)[0])
+    views = list(np.flatnonzero(both[:, frame]))
+    c = views[0]
+    a, b = poses.points2d[c, frame, 0, left].copy(), poses.points2d[c, frame, 0, right].copy()
+    poses.set_label(c, frame, 0, left, b, source=Source.MODEL, confidence=0.9)
+    poses.set_label(c, frame, 0, right, a, source=Source.MODEL, confidence=0.9)
+    retriangulate_frame(project, frame)
+    assert poses.flags[c, frame, 0, left] & int(Flag.HIGH_REPROJ_ERROR)
+    assert poses.flags[c, frame, 0, right] & int(Flag.HIGH_REPROJ_ERROR)
+    assert poses.confidence[c, frame, 0, left] <= 0.5
+
+
+def test_two_mice_keep_their_identities():
+    sim, seeds, source = small_sim(4, 30, 2, 1)
+    project = new_project(sim, seeds)
+    run_labeling(project, frame_source=source)
+    frames = [f for f in range(sim.n_frames) if f not in seeds]
+    m = evaluate_poses(project.poses, sim.skeleton, sim.points3d, sim.points2d, sim.visible, frames)
+    assert m["individual_exchange_frames"] == 0
+    assert m["median_3d_error_mm"] < 1.0
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="backend"):
+        LabelingConfig(backend="magic")
+    sim, seeds, source = small_sim()
+    project = new_project(sim, seeds)
+    with pytest.raises(ValueError, match="model endpoint"):
+        run_labeling(project, config=LabelingConfig(backend="vlm"), frame_source=source)
