@@ -74,6 +74,19 @@ def test_undistort_inverts_project(rig):
     assert np.isnan(rig[0].undistort(np.array([[np.nan, 1.0]]))).all()
 
 
+def test_undistort_outside_the_invertible_domain_is_nan():
+    cam = camera_ring(1, dist=(-0.5, 0.0, 0.0, 0.0, 0.0))[0]
+    limit = cam.distortion_limit()
+    assert limit == pytest.approx(2 / 3 * np.sqrt(2 / 3), rel=1e-3)  # max of r - 0.5 r^3
+    fx, cx, cy = cam.matrix[0, 0], cam.matrix[0, 2], cam.matrix[1, 2]
+    inside, outside = [cx + 0.9 * limit * fx, cy], [cx + 1.05 * limit * fx, cy]
+    out = cam.undistort(np.array([inside, outside]))
+    assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
+    in_world = cam.rotation.T @ (np.array([*out[0], 1.0]) * 300.0 - cam.tvec)
+    np.testing.assert_allclose(cam.project(in_world), inside, atol=1e-6)
+    assert camera_ring(1)[0].distortion_limit() == np.inf  # monotonic model: no limit
+
+
 def test_look_at_points_the_optical_axis_at_the_target():
     rvec, tvec = look_at((500.0, 100.0, 300.0), (0.0, 0.0, 50.0))
     group = camera_ring(1)

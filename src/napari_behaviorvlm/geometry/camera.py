@@ -116,12 +116,34 @@ class Camera:
             out[ok] = proj.reshape(-1, 2)
         return out.reshape(points.shape[:-1] + (2,))
 
+    def distortion_limit(self) -> float:
+        """Largest distorted normalized radius the radial model reaches (inf if it never folds).
+
+        The radial model ``r_d = r (1 + k1 r^2 + k2 r^4 + k3 r^6)`` stops increasing at some
+        radius for strong barrel distortion; pixels farther from the principal point than this
+        (in normalized units) have no undistorted preimage. Tangential terms are ignored.
+        """
+        k1, k2, _, _, k3 = self.dist
+        r = np.linspace(0.0, 4.0, 4001)
+        r_d = r * (1 + r**2 * (k1 + r**2 * (k2 + r**2 * k3)))
+        falling = np.flatnonzero(np.diff(r_d) <= 0)
+        return float(r_d[falling[0]]) if falling.size else math.inf
+
     def undistort(self, points: np.ndarray) -> np.ndarray:
-        """Distorted pixels (..., 2) -> normalized, undistorted image coordinates (..., 2)."""
+        """Distorted pixels (..., 2) -> normalized, undistorted image coordinates (..., 2).
+
+        NaN for NaN inputs and for pixels outside the distortion model's invertible domain
+        (beyond :meth:`distortion_limit`), where no undistorted point maps to the pixel.
+        """
         points = np.asarray(points, dtype=np.float64)
         flat = points.reshape(-1, 2)
         out = np.full_like(flat, np.nan)
         ok = np.isfinite(flat).all(axis=1)
+        limit = self.distortion_limit()
+        if math.isfinite(limit):
+            radius = np.hypot((flat[:, 0] - self.matrix[0, 2]) / self.matrix[0, 0],
+                              (flat[:, 1] - self.matrix[1, 2]) / self.matrix[1, 1])
+            ok &= radius < limit
         if ok.any():
             und = cv2.undistortPoints(
                 flat[ok].reshape(-1, 1, 2), self.matrix, self.dist,

@@ -26,6 +26,9 @@ SAME_POSITION_MM = 5.0
 SAME_ORIENTATION_DEG = 0.5
 # Radial distortion factor allowed at the image corners (1 = none).
 RADIAL_FACTOR_RANGE = (0.3, 3.0)
+# Below this share of the principal point -> farthest corner distance, a distortion model that
+# folds back is an error (most of the image cannot be undistorted), above it a warning.
+MIN_INVERTIBLE_SHARE = 0.5
 
 
 @attrs.define(frozen=True)
@@ -56,13 +59,17 @@ def _finite(cam: Camera) -> bool:
     return all(np.isfinite(v).all() for v in (cam.matrix, cam.dist, cam.rvec, cam.tvec))
 
 
-def _radial_factor_range(cam: Camera) -> tuple[float, float]:
-    """Min and max radial distortion factor ``1 + k1 r^2 + k2 r^4 + k3 r^6`` over the image."""
+def _corner_radius(cam: Camera) -> float:
+    """Largest normalized (distorted) distance of an image corner from the principal point."""
     width, height = cam.size
     fx, fy = cam.matrix[0, 0], cam.matrix[1, 1]
     cx, cy = cam.matrix[0, 2], cam.matrix[1, 2]
-    corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], dtype=np.float64)
-    r_max = float(np.max(np.hypot((corners[:, 0] - cx) / fx, (corners[:, 1] - cy) / fy)))
+    xs, ys = np.array([0.0, width]), np.array([0.0, height])
+    return float(np.max(np.hypot((xs[:, None] - cx) / fx, (ys[None, :] - cy) / fy)))
+
+
+def _radial_factor_range(cam: Camera, r_max: float) -> tuple[float, float]:
+    """Min and max radial distortion factor ``1 + k1 r^2 + k2 r^4 + k3 r^6`` for r <= r_max."""
     r2 = np.linspace(0.0, r_max, 64) ** 2
     k1, k2, _, _, k3 = cam.dist
     factor = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
@@ -101,12 +108,20 @@ def _camera_issues(cam: Camera) -> list[CalibrationIssue]:
                      f"{width}x{height} image")
     elif abs(cx - width / 2) > 0.25 * width or abs(cy - height / 2) > 0.25 * height:
         add("warning", f"principal point ({cx:.1f}, {cy:.1f}) px is far from the image centre")
-    low, high = _radial_factor_range(cam)
-    if low < RADIAL_FACTOR_RANGE[0] or high > RADIAL_FACTOR_RANGE[1]:
-        add("error" if low <= 0 else "warning",
-            f"huge radial distortion (k1 k2 k3 = {cam.dist[0]:.3g} {cam.dist[1]:.3g} "
-            f"{cam.dist[4]:.3g}): the radial factor reaches {low:.2f}..{high:.2f} inside the "
-            "image; recalibrate with more board views near the image edges")
+    corner = _corner_radius(cam)
+    limit = cam.distortion_limit()
+    if limit < corner:
+        share = limit / corner
+        add("error" if share < MIN_INVERTIBLE_SHARE else "warning",
+            f"the distortion model folds back at {100 * share:.0f}% of the way to the farthest "
+            f"image corner (k1 k2 k3 = {cam.dist[0]:.3g} {cam.dist[1]:.3g} {cam.dist[4]:.3g}): "
+            "pixels beyond cannot be undistorted and count as missing views")
+    else:
+        low, high = _radial_factor_range(cam, corner)
+        if low < RADIAL_FACTOR_RANGE[0] or high > RADIAL_FACTOR_RANGE[1]:
+            add("warning", f"huge radial distortion (k1 k2 k3 = {cam.dist[0]:.3g} "
+                           f"{cam.dist[1]:.3g} {cam.dist[4]:.3g}): the radial factor reaches "
+                           f"{low:.2f}..{high:.2f} inside the image")
     if np.abs(cam.dist[2:4]).max() > 0.1:
         add("warning", f"large tangential distortion p1={cam.dist[2]:.3g}, p2={cam.dist[3]:.3g}")
     if abs(float(np.linalg.det(cam.rotation)) - 1.0) > 1e-6:
@@ -118,8 +133,9 @@ def validate_calibration(group: CameraGroup) -> list[CalibrationIssue]:
     """Report duplicate and implausible cameras.
 
     Checks: non-finite values, non-positive image size or focal length, principal point outside
-    the image (error) or far from its centre (warning), radial distortion folding back (error)
-    or huge (warning), large tangential distortion, improper rotation, duplicate names, and for
+    the image (error) or far from its centre (warning), a radial distortion model that folds
+    back inside the image (:meth:`Camera.distortion_limit`; error below half of the distance to
+    the farthest corner, else warning) or that is huge (warning), large tangential distortion, improper rotation, duplicate names, and for
     each camera pair: identical or near-identical cameras (same position and orientation, error,
     reported once as a duplicate) or two cameras at the same position (warning).
 
@@ -165,8 +181,9 @@ def calibration_quality(group: CameraGroup) -> dict[str, Any]:
 
     Returns:
         ``n_cameras``; ``cameras``: per camera ``size``, ``focal_px``, ``principal_offset_px``
-        (distance of the principal point from the image centre), ``k1``, ``center_mm`` and
-        ``nearest_camera_mm``; ``baseline_mm`` (min and max distance between camera centres);
+        (distance of the principal point from the image centre), ``k1``, ``center_mm``,
+        ``nearest_camera_mm`` and ``invertible_share`` (share of the way to the farthest image
+        corner where pixels can be undistorted, 1 = everywhere); ``baseline_mm`` (min and max distance between camera centres);
         ``reprojection_median_px`` when the file's metadata records it; ``errors``,
         ``warnings`` (counts), ``issues`` (strings) and ``ok`` (no errors).
     """
@@ -186,6 +203,8 @@ def calibration_quality(group: CameraGroup) -> dict[str, Any]:
             "k1": float(cam.dist[0]),
             "center_mm": [float(v) for v in centers[cam.name]] if cam.name in centers else None,
             "nearest_camera_mm": min(others) if others else None,
+            "invertible_share": (min(1.0, cam.distortion_limit() / _corner_radius(cam))
+                                 if _finite(cam) and width > 0 and height > 0 else None),
         }
     dists = [float(np.linalg.norm(centers[a] - centers[b])) for a, b in combinations(centers, 2)]
     summary: dict[str, Any] = {
