@@ -61,6 +61,11 @@ def test_slp_read_by_sleap_io(small_project, tmp_path):
     np.testing.assert_allclose(corrected[0].numpy()[0], [10.25, 20.5])
     assert np.isnan(corrected[0].numpy()[1:]).all()
     np.testing.assert_allclose(corrected[0].from_predicted.numpy()[1:], poses.points2d[1, 7, 0, 1:])
+    # suggestions: seed frames first, then the frames still flagged for review
+    sugg = [(labels.videos.index(sf.video), sf.frame_idx) for sf in labels.suggestions]
+    offsets = [c.frame_offset for c in session.cameras]
+    assert sorted(sugg[:6]) == sorted((c, f + offsets[c]) for f in (0, 5) for c in range(3))
+    assert sugg[6:] == [(0, 4), (1, 4 + offsets[1]), (2, 13 + offsets[2])]
     # a frame without any label has no labeled frame
     assert not labels.find(labels.videos[0], 15)
     # 3D: frame groups link views and carry the triangulated points

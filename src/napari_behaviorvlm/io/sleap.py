@@ -14,6 +14,7 @@ What :func:`project_to_labels` puts in a ``sleap_io.Labels`` (see docs/formats/s
   instance score (mean point confidence). When both exist the user instance's
   ``from_predicted`` links the prediction it corrected;
 - behavior segments as ``UserEvent`` / ``PredictedEvent`` on the first camera's video;
+- ``SuggestionFrame``s: the seed frames, then the frames still flagged for review;
 - ``provenance["napari_behaviorvlm"]``: which user instances are seeds, fps, frame offsets.
 """
 
@@ -145,8 +146,11 @@ def project_to_labels(project: Project, include_3d: bool = True):
 
     event_types, events = segments_to_events(project.segments, videos[0], tracks,
                                              frame_offset=offsets[0])
-    suggestions = [sio.SuggestionFrame(video=videos[c], frame_idx=f) for c, f, _ in
-                   sorted({(c, f, 0) for c, f, _ in seeds})]
+    # SLEAP's suggestion list: the seed frames, then the frames still flagged for review
+    flagged = [(int(c), int(f) + offsets[c]) for c, f in zip(*np.nonzero(
+        (poses.flags != 0).any(axis=(2, 3))))]
+    suggested = list(dict.fromkeys([*sorted({(c, f) for c, f, _ in seeds}), *flagged]))
+    suggestions = [sio.SuggestionFrame(video=videos[c], frame_idx=f) for c, f in suggested]
     provenance = {PROVENANCE_KEY: {
         "format_version": 1,
         "seed_instances": seeds,
