@@ -78,3 +78,12 @@ def test_video_features_motion_and_windowed():
     # two cameras per frame
     fs2 = video_features(([f, f] for f in frames), fps=10, grid=8)
     assert "motion1" in fs2.names
+
+
+def test_missing_tail_base_falls_back_to_rear_of_back(scripted):
+    pts, truth, names = scripted
+    pts = pts.copy()
+    pts[:, :, names.index("tail_base")] = np.nan  # never seen (e.g. the labeler missed it)
+    fs = pose_features(pts, names, FPS)
+    assert np.isfinite(fs.body_length).all()
+    assert np.nanmedian(fs.get("speed")[truth == "rest", 0]) < 0.2

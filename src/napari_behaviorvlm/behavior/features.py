@@ -92,7 +92,8 @@ class FeatureSet:
 
 @attrs.define
 class KeypointRoles:
-    """Keypoint indices playing each anatomical role (any list may be empty)."""
+    """Keypoint indices playing each anatomical role (any list may be empty); ``rear`` (back_rear,
+    hips) stands in for the tail base on frames where that is missing."""
 
     head: list[int]
     body: list[int]
@@ -100,6 +101,7 @@ class KeypointRoles:
     front_paws: list[int]
     paws: list[int]
     back: list[int]
+    rear: list[int] = attrs.field(factory=list)
 
     @classmethod
     def from_names(cls, names: Sequence[str]) -> KeypointRoles:
@@ -134,7 +136,8 @@ class KeypointRoles:
                 "features need a keypoint whose name contains nose/ear/head and one containing "
                 "tail_base/tailbase/back_rear/hip"
             )
-        return cls(head, body, tail_base, front_paws, paws, back)
+        rear = [i for i in pick("back_rear", "hip", "rump") if i not in tail_base]
+        return cls(head, body, tail_base, front_paws, paws, back, rear)
 
 
 def _nanmean_points(points: np.ndarray, idx: list[int]) -> np.ndarray:
@@ -268,6 +271,8 @@ def pose_features(
 
     head = _nanmean_points(pts, roles.head)
     tail = _nanmean_points(pts, roles.tail_base)
+    if roles.rear:  # frames without a tail base use the rear of the back / hips instead
+        tail = np.where(np.isfinite(tail), tail, _nanmean_points(pts, roles.rear))
     body = _nanmean_points(pts, roles.body)
     body = np.where(np.isfinite(body), body, (head + tail) / 2)
     axis = head[..., :2] - tail[..., :2]
