@@ -23,7 +23,8 @@ def test_bench_video_json(make_video, tmp_path, capsys):
     assert result["frames_checked_random"] == 30
     assert result["gop_max"] == 12
     assert 1 <= result["decoded_per_random_access"] <= result["gop_max"] + 3
-    assert result["ours_sequential_fps"] > 0 and result["raw_decode_fps"] > 0
+    assert result["ours_sequential_fps"] > 0 and result["raw_decode_cpu_fps"] > 0
+    assert result["ratio_cpu_sequential_vs_raw_same_arrays"] > 0
     # existing output is not replaced silently
     assert main(["bench", "video", str(path), "--repeats", "1", "--json", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
