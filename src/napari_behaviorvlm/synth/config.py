@@ -91,6 +91,8 @@ class SynthConfig:
             ``dot_radius * f / depth`` (at least ``min_dot_sigma``).
         min_dot_sigma: Smallest blob sigma, px.
         occlusion: When False, dots hidden behind a body still count as visible (and are drawn).
+        exposure: Exposure time as a fraction of the frame interval: a moving dot's glow is
+            smeared over the distance it travels meanwhile (0 = no motion blur).
         min_bout_s, max_bout_s: Range of behavior bout durations, s.
         gop: Keyframe interval of the H.264 videos, frames (fixed, no scene-cut keyframes).
         bframes: Maximum consecutive B-frames.
@@ -122,6 +124,7 @@ class SynthConfig:
     dot_radius: float = attrs.field(default=1.6, converter=float, validator=_positive)
     min_dot_sigma: float = attrs.field(default=0.8, converter=float, validator=_positive)
     occlusion: bool = True
+    exposure: float = attrs.field(default=0.3, converter=float, validator=_fraction)
     min_bout_s: float = attrs.field(default=1.0, converter=float, validator=_positive)
     max_bout_s: float = attrs.field(default=5.0, converter=float, validator=_positive)
     gop: int = attrs.field(default=30, converter=int, validator=_positive)

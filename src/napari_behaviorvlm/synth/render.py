@@ -8,7 +8,8 @@ Each image (grayscale, ``uint8 (H, W)``) is built from:
 2. tails (thick polylines) and body silhouettes: every body ellipsoid is ray-cast per pixel in
    its bounding box with a depth buffer and Lambertian shading (light from the camera side);
 3. QD glows: a Gaussian blob at each *visible* dot's exact projection (sigma from the glow's
-   physical radius and depth, peak from the dot's brightness in that view and frame);
+   physical radius and depth, peak from the dot's brightness in that view and frame), smeared
+   along the dot's image motion during the exposure (symmetric about the frame time);
 4. distractors: eye shine, fixed specular spots, transient reflections near the mice, hot
    pixels;
 5. Gaussian sensor noise, then clipping to 0..255 and rounding.
@@ -125,11 +126,7 @@ class Renderer:
         self._draw_tails(img, cam, info, f)
         self._draw_bodies(img, info, f)
         if dots:
-            vis = sim.visible[c, f]
-            xy = sim.points2d[c, f][vis]
-            depth = cam.world_to_camera(sim.points3d[f][vis])[:, 2]
-            sigma = np.maximum(cfg.min_dot_sigma, cfg.dot_radius * info["focal"] / depth)
-            _add_blobs(img, xy, sigma, sim.brightness[c, f][vis])
+            self._draw_dots(img, cam, info, c, f)
         if distractors:
             self._draw_distractors(img, cam, info, f, rng)
         if noise and cfg.noise_sigma > 0:
@@ -138,6 +135,31 @@ class Renderer:
             img += cfg.noise_sigma * self._noise[k, oy:oy + self.height, ox:ox + self.width]
         np.clip(img, 0.0, 255.0, out=img)
         return (img + 0.5).astype(np.uint8)
+
+    def _draw_dots(self, img: np.ndarray, cam, info: dict, c: int, f: int) -> None:
+        """QD glows of the visible dots, smeared along their image motion during the exposure
+        (``config.exposure`` of the frame interval, centred on the frame time)."""
+        sim, cfg = self.sim, self.sim.config
+        vis = sim.visible[c, f]
+        if not vis.any():
+            return
+        xy = sim.points2d[c, f][vis]
+        depth = cam.world_to_camera(sim.points3d[f][vis])[:, 2]
+        sigma = np.maximum(cfg.min_dot_sigma, cfg.dot_radius * info["focal"] / depth)
+        amp = sim.brightness[c, f][vis]
+        lo, hi = max(f - 1, 0), min(f + 1, cfg.n_frames - 1)
+        if cfg.exposure > 0 and hi > lo:
+            velocity = (sim.points2d[c, hi][vis] - sim.points2d[c, lo][vis]) / (hi - lo)
+            smear = np.nan_to_num(velocity) * cfg.exposure  # px travelled during the exposure
+            n_sub = np.clip(np.ceil(np.linalg.norm(smear, axis=1) / (0.5 * sigma)), 1, 8).astype(int)
+            for n in np.unique(n_sub):
+                sel = n_sub == n
+                steps = np.linspace(-0.5, 0.5, n) if n > 1 else np.zeros(1)
+                pts = xy[sel, None, :] + steps[None, :, None] * smear[sel, None, :]
+                _add_blobs(img, pts.reshape(-1, 2), np.repeat(sigma[sel], n),
+                           np.repeat(amp[sel] / n, n))
+        else:
+            _add_blobs(img, xy, sigma, amp)
 
     def _draw_tails(self, img: np.ndarray, cam, info: dict, f: int) -> None:
         tails = self.sim.tail3d[f]  # (M, T, 3)
