@@ -45,3 +45,31 @@ def test_cli_export(small_project, tmp_path, capsys):
     assert main(["export", str(project_file), "--to", "slp", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["export", str(project_file), "--to", "slp", str(out), "--overwrite"]) == 0
+
+
+def test_import_labels_cli(small_project, tmp_path, capsys):
+    """DLC truth labels of one project come into a copy without labels, via the CLI."""
+    import numpy as np
+
+    from napari_behaviorvlm.core.pose import PoseTable, Source
+    from napari_behaviorvlm.core.project import load_project
+
+    export_project(small_project, "dlc", tmp_path / "dlc", images=False)
+    human = small_project.poses.human_mask()
+    expected = small_project.poses.points2d.copy()
+    p = small_project.poses
+    small_project.poses = PoseTable.empty(p.camera_names, p.n_frames, p.individual_names,
+                                          p.keypoint_names)
+    project_file = small_project.save(tmp_path / "empty.bvlm")
+    assert main(["import-labels", str(project_file), str(tmp_path / "dlc")]) == 2
+    assert "--in-place" in capsys.readouterr().err
+    out = tmp_path / "with_truth.bvlm"
+    assert main(["import-labels", str(project_file), str(tmp_path / "dlc"), "--as", "human",
+                 "--out", str(out)]) == 0
+    assert f"imported {int(human.sum())} labels" in capsys.readouterr().out
+    back = load_project(out).poses
+    np.testing.assert_array_equal(back.labeled_mask(), human)
+    np.testing.assert_array_equal(back.points2d[human], expected[human])
+    assert (back.source[human] == Source.HUMAN).all()
+    assert not load_project(project_file).poses.labeled_mask().any()  # input untouched
+    assert main(["import-labels", str(project_file), str(tmp_path / "x.txt"), "--in-place"]) == 2

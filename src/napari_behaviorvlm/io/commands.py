@@ -1,4 +1,5 @@
-"""``behaviorvlm export``: hand a project to SLEAP, DeepLabCut, anipose or a behavior table."""
+"""``behaviorvlm export`` / ``import-labels``: hand a project to SLEAP, DeepLabCut, anipose or a
+behavior table, and take SLEAP / DeepLabCut labels in."""
 
 from __future__ import annotations
 
@@ -35,10 +36,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="dlc: do not write labeled-data images (no videos needed)")
     parser.set_defaults(func=_run_export)
 
+    imp = subparsers.add_parser(
+        "import-labels",
+        help="take SLEAP (.slp) or DeepLabCut (CollectedData) labels into a project",
+        description=(
+            "Read another tool's labels (SLEAP .slp user instances, DeepLabCut CollectedData "
+            ".h5/.csv or a DLC project folder) into a project, as seed labels (default) or as "
+            "reviewed human labels (truth). Cameras, individuals and keypoints are matched by "
+            "name; video frames are shifted by each camera's frame offset."
+        ),
+    )
+    imp.add_argument("project", help="project file (.bvlm)")
+    imp.add_argument("labels", help=".slp file, CollectedData .h5/.csv, or DLC project folder")
+    imp.add_argument("--as", dest="as_", choices=["seed", "human"], default="seed",
+                     help="source given to the imported labels (default: seed)")
+    imp.add_argument("--out", help="write the updated project here")
+    imp.add_argument("--in-place", action="store_true", help="update PROJECT itself")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    imp.set_defaults(func=_run_import)
+
 
 def _run_export(args: argparse.Namespace) -> int:
     project = load_project(args.project)
     report = export_project(project, args.to, args.out, overwrite=args.overwrite,
                             embed_frames=args.embed_frames, images=not args.no_images)
     print(report.summary())
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from napari_behaviorvlm.core.atomic import check_overwrite
+    from napari_behaviorvlm.core.pose import Source
+    from napari_behaviorvlm.io.registry import import_labels
+
+    if args.out is None and not args.in_place:
+        raise ValueError("give --out NEW.bvlm, or --in-place to update PROJECT itself")
+    out = args.project if args.in_place else args.out
+    if not args.in_place:
+        check_overwrite(out, args.overwrite)
+    project = load_project(args.project)
+    source = Source.SEED if args.as_ == "seed" else Source.HUMAN
+    n = import_labels(project, args.labels, source=source)
+    project.save(out)
+    print(f"imported {n} labels from {args.labels} as {args.as_} labels into {out}")
     return 0

@@ -9,6 +9,9 @@ Formats: ``slp`` (SLEAP labels + analysis HDF5 per camera), ``dlc`` (DeepLabCut 
 ``anipose`` (anipose project with 2D, calibration and 3D), ``segments`` (bout CSV + BORIS
 table). ``all`` runs every format into ``<out>/<format>/``. Exporting never blocks on labels
 still flagged for review: the report counts them and says so.
+
+:func:`import_labels` takes labels in: a SLEAP ``.slp`` or DeepLabCut CollectedData as seed
+labels or as reviewed (human) truth.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import attrs
+import numpy as np
 
+from napari_behaviorvlm.core.pose import PoseTable, Source
 from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.io._common import check_all_writable, count_unreviewed_flags, project_stem
 
-__all__ = ["FORMATS", "ExportFormat", "ExportReport", "export_project", "register_format"]
+__all__ = [
+    "FORMATS", "ExportFormat", "ExportReport", "export_project", "import_labels", "read_labels",
+    "register_format",
+]
 
 
 @attrs.frozen
@@ -153,3 +161,38 @@ def export_project(project: Project, to: str, out: str | Path, overwrite: bool =
             f"{report.unreviewed_flags} labels are still flagged for review and were exported "
             "as they are (review them in napari, then export again)")
     return report
+
+
+def read_labels(path: str | Path, project: Project, source: Source = Source.SEED) -> PoseTable:
+    """Labels of another tool in ``project``'s shape: ``.slp`` (user instances) or DeepLabCut
+    (``CollectedData`` ``.h5``/``.csv``, or a DLC project folder).
+
+    Raises:
+        ValueError: a file type no importer reads.
+    """
+    path = Path(path)
+    if path.suffix == ".slp":
+        from napari_behaviorvlm.io.sleap import import_slp
+
+        return import_slp(path, project, source=source)
+    if path.is_dir() or path.suffix.lower() in (".h5", ".hdf5", ".csv"):
+        from napari_behaviorvlm.io.dlc import import_dlc
+
+        return import_dlc(path, project, source=source)
+    raise ValueError(f"{path}: no importer for {path.suffix or 'this'} files; use a SLEAP .slp, "
+                     "a DeepLabCut CollectedData .h5/.csv or a DeepLabCut project folder")
+
+
+def import_labels(project: Project, path: str | Path, source: Source = Source.SEED) -> int:
+    """Put another tool's labels into ``project.poses`` (in place) as ``source`` labels
+    (``SEED`` to start from them, ``HUMAN`` as reviewed truth): every imported point replaces
+    what the table held there, with confidence 1 and no flag. Returns the number of points."""
+    table = read_labels(path, project, source=source)
+    mask = table.labeled_mask() & np.isin(table.source, (Source.SEED, Source.HUMAN))
+    poses = project.poses
+    poses.points2d[mask] = table.points2d[mask]
+    poses.source[mask] = table.source[mask]
+    poses.confidence[mask] = 1.0
+    poses.flags[mask] = 0
+    poses.reproj_error[mask] = np.nan
+    return int(mask.sum())
