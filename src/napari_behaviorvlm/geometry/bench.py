@@ -49,13 +49,18 @@ def per_point_triangulate(points2d: np.ndarray, group: CameraGroup) -> np.ndarra
     return out
 
 
-def _timed(func: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
-    times, result = [], None
+def _timed_interleaved(funcs: dict[str, Callable[[], np.ndarray]], repeats: int
+                       ) -> dict[str, tuple[float, np.ndarray]]:
+    """Median seconds and last result of each function; repeats are interleaved (a, b, a, b, ...)
+    so that a change in machine load hits every contender alike."""
+    times: dict[str, list[float]] = {name: [] for name in funcs}
+    results: dict[str, np.ndarray] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for name, func in funcs.items():
+            start = time.perf_counter()
+            results[name] = func()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), results[name]) for name in funcs}
 
 
 def _aniposelib_group(group: CameraGroup):
@@ -72,8 +77,9 @@ def bench_triangulate(n_points: int = 100_000, n_cameras: int = 6, repeats: int 
     """Time :func:`triangulate` against the per-point baseline and aniposelib (when importable).
 
     The per-point baseline runs on the first ``baseline_points`` points and its rate is
-    extrapolated (it is linear in the number of points). Times are medians over ``repeats``;
-    aniposelib (JAX) gets one untimed warm-up call so its JIT compilation is not counted.
+    extrapolated (it is linear in the number of points). Times are medians over ``repeats``,
+    with the contenders interleaved in each repeat; aniposelib (JAX) gets one untimed warm-up
+    call so its JIT compilation is not counted.
 
     Returns:
         A JSON-ready dict: rates in points/s, speed-up ratios, max differences in mm.
@@ -84,10 +90,23 @@ def bench_triangulate(n_points: int = 100_000, n_cameras: int = 6, repeats: int 
     points2d = group.project(truth) + rng.normal(0.0, 0.3, (n_cameras, n_points, 2))
     points2d[rng.random((n_cameras, n_points)) < 0.05] = np.nan
 
-    t_ours, ours = _timed(lambda: triangulate(points2d, group), repeats)
     n_base = min(baseline_points, n_points)
     sub = np.ascontiguousarray(points2d[:, :n_base])
-    t_base, base = _timed(lambda: per_point_triangulate(sub, group), repeats)
+    funcs: dict[str, Callable[[], np.ndarray]] = {
+        "ours": lambda: triangulate(points2d, group),
+        "base": lambda: per_point_triangulate(sub, group),
+    }
+    ani_reason = None
+    if use_aniposelib:
+        try:
+            ani_group = _aniposelib_group(group)
+        except ImportError as exc:
+            ani_reason = str(exc)
+        else:
+            ani_group.triangulate(points2d, undistort=True, progress=False)  # JIT warm-up
+            funcs["ani"] = lambda: ani_group.triangulate(points2d, undistort=True, progress=False)
+    timed = _timed_interleaved(funcs, repeats)
+    (t_ours, ours), (t_base, base) = timed["ours"], timed["base"]
     ok = np.isfinite(ours).all(axis=1)
     result: dict = {
         "points": n_points, "cameras": n_cameras, "repeats": repeats,
@@ -102,22 +121,17 @@ def bench_triangulate(n_points: int = 100_000, n_cameras: int = 6, repeats: int 
         },
     }
     result["speedup_vs_per_point"] = result["vectorized"]["points_per_s"] / (n_base / t_base)
-    if use_aniposelib:
-        try:
-            ani_group = _aniposelib_group(group)
-        except ImportError as exc:
-            result["aniposelib"] = {"available": False, "reason": str(exc)}
-        else:
-            ani_group.triangulate(points2d, undistort=True, progress=False)  # JIT warm-up
-            t_ani, ani = _timed(
-                lambda: ani_group.triangulate(points2d, undistort=True, progress=False), repeats)
-            both = ok & np.isfinite(ani).all(axis=1)
-            result["aniposelib"] = {
-                "available": True, "seconds": t_ani, "points_per_s": n_points / t_ani,
-                "max_diff_mm": float(np.abs(ani[both] - ours[both]).max()),
-                "median_diff_mm": float(np.median(np.abs(ani[both] - ours[both]).max(axis=1))),
-                "median_error_to_truth_mm": float(np.median(
-                    np.linalg.norm(ani[both] - truth[both], axis=1))),
-            }
-            result["speedup_vs_aniposelib"] = t_ani / t_ours
+    if "ani" in timed:
+        t_ani, ani = timed["ani"]
+        both = ok & np.isfinite(ani).all(axis=1)
+        result["aniposelib"] = {
+            "available": True, "seconds": t_ani, "points_per_s": n_points / t_ani,
+            "max_diff_mm": float(np.abs(ani[both] - ours[both]).max()),
+            "median_diff_mm": float(np.median(np.abs(ani[both] - ours[both]).max(axis=1))),
+            "median_error_to_truth_mm": float(np.median(
+                np.linalg.norm(ani[both] - truth[both], axis=1))),
+        }
+        result["speedup_vs_aniposelib"] = t_ani / t_ours
+    elif use_aniposelib:
+        result["aniposelib"] = {"available": False, "reason": ani_reason}
     return result

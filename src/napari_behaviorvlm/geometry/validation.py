@@ -140,7 +140,7 @@ def validate_calibration(group: CameraGroup) -> list[CalibrationIssue]:
     reported once as a duplicate) or two cameras at the same position (warning).
 
     Returns:
-        The issues found, empty when nothing is suspicious.
+        The issues found (errors first), empty when nothing is suspicious.
     """
     issues: list[CalibrationIssue] = []
     names = group.names
@@ -173,7 +173,7 @@ def validate_calibration(group: CameraGroup) -> list[CalibrationIssue]:
                 (a.name, b.name), "warning",
                 f"cameras {a.name} and {b.name} sit at the same position ({distance:.2f} mm "
                 f"apart) with different orientations ({angle:.1f} deg)"))
-    return issues
+    return sorted(issues, key=lambda issue: issue.severity != "error")  # errors first, stable
 
 
 def calibration_quality(group: CameraGroup) -> dict[str, Any]:
