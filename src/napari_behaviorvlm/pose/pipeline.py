@@ -92,7 +92,7 @@ class LabelingConfig:
     use_regions: bool = True
     use_refinement: bool = True
     velocity_damping: float = 0.8
-    hybrid_margin: float = 2.0
+    hybrid_margin: float = 1.0
     shape_prior: bool = False
     cache_dir: str | None = None
 

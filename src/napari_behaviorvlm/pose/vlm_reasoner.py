@@ -169,6 +169,7 @@ class VLMReasoner:
         """Ask the model about ``regions``; ``local`` holds their geometric answers (fallback)."""
         from napari_behaviorvlm.vlm import VLMAnswer, load_prompt
 
+        self.last_calls = 0
         prompt = load_prompt(PROMPT)
         requests, meta = [], []
         image = ctx.image() if ctx.image is not None else None
@@ -277,7 +278,7 @@ class HybridReasoner:
 
     local: LocalReasoner
     vlm: VLMReasoner
-    margin: float = 2.0
+    margin: float = 1.0
     use_regions: bool = True
     last_calls: int = 0
     needs_examples: bool = True
