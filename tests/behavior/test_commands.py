@@ -45,3 +45,21 @@ def test_bench_oft_command(shared_datasets, tmp_path):
                  str(shared_datasets / "oft-rearing-grooming"), "--json", str(path)]) == 0
     data = json.loads(path.read_text())
     assert {v["role"] for v in data["videos"]} == {"tuning session", "held out"}
+
+
+def test_segment_command_on_a_video_session(tmp_path, capsys):
+    """A session folder without poses: a new project, segmented from video features."""
+    from napari_behaviorvlm.synth.config import SynthConfig
+    from napari_behaviorvlm.synth.simulate import simulate
+    from napari_behaviorvlm.synth.writer import write_synthetic_session
+
+    sim = simulate(SynthConfig(n_cameras=2, n_frames=90, width=160, height=120, seed=2))
+    write_synthetic_session(sim, tmp_path / "session", workers=1)
+    out = tmp_path / "video.bvlm"
+    assert main(["segment", str(tmp_path / "session"), "--out", str(out)]) == 0
+    project = load_project(out)
+    assert project.session.n_frames == 90
+    table = project.segments
+    assert len(table) >= 1 and {s.label for s in table} <= {"active", "rest"}
+    assert table[0].start == 0 and max(s.end for s in table) == 89
+    assert "motion" in project.settings["behavior"]["stats"]["features"]
