@@ -73,6 +73,11 @@ def test_multi_animal_project_read_like_deeplabcut(small_project, tmp_path):
     lik = ml.xs("likelihood", axis=1, level="coords").to_numpy().reshape(2, 4)
     np.testing.assert_allclose(lik, poses.confidence[1, 4], rtol=1e-6)
 
+    machine = import_dlc(folder / "machinelabels-iter0.h5", small_project)
+    assert (machine.source[1, 4] == Source.MODEL).all()
+    np.testing.assert_allclose(machine.confidence[1, 4], poses.confidence[1, 4], rtol=1e-6)
+    np.testing.assert_array_equal(machine.points2d[1, 4], poses.points2d[1, 4])
+
     # our importer gets exactly the human labels back
     back = import_dlc(out, small_project, source=Source.HUMAN)
     np.testing.assert_array_equal(back.labeled_mask(), human)
