@@ -54,7 +54,7 @@ def _videos(project: Project) -> list:
     """One sleap-io Video per camera (opened when the file exists, so frames can be embedded)."""
     videos = []
     calib = project.session.calibration
-    for i, (cam, path) in enumerate(zip(project.session.cameras, project.session.video_paths())):
+    for cam, path in zip(project.session.cameras, project.session.video_paths()):
         if path.exists():
             try:
                 videos.append(sio.Video.from_filename(str(path)))
