@@ -73,6 +73,12 @@ def test_multi_animal_project_read_like_deeplabcut(small_project, tmp_path):
     lik = ml.xs("likelihood", axis=1, level="coords").to_numpy().reshape(2, 4)
     np.testing.assert_allclose(lik, poses.confidence[1, 4], rtol=1e-6)
 
+    small_project.poses.flags[1, 6:9, 0, 0] = 1  # 3 more flagged frames, 1 label each
+    small_project.poses.flags[1, 8, 1, 0] = 1  # frame 8: 2 labels
+    few = export_dlc_project(small_project, tmp_path / "few", images=False, max_machine_frames=2)
+    ml2 = pd.read_hdf(next(p for p in few if p.name == "machinelabels-iter0.h5"
+                           and "rec_camB" in str(p)), "df_with_missing")
+    assert list(ml2.index.get_level_values(2)) == [image_name(f + 2, 22) for f in (4, 8)]
     machine = import_dlc(folder / "machinelabels-iter0.h5", small_project)
     assert (machine.source[1, 4] == Source.MODEL).all()
     np.testing.assert_allclose(machine.confidence[1, 4], poses.confidence[1, 4], rtol=1e-6)

@@ -389,6 +389,7 @@ def export_dlc_project(
     task: str | None = None,
     images: bool = True,
     machine_labels: bool = True,
+    max_machine_frames: int | None = 50,
     overwrite: bool = False,
     date: _dt.date | None = None,
 ) -> list[Path]:
@@ -400,6 +401,8 @@ def export_dlc_project(
         images: Write ``imgNNNN.png`` for every exported frame (needs the videos).
         machine_labels: Also write model labels of frames with unreviewed flags as
             ``machinelabels-iter0`` files, for DLC's refine-labels step.
+        max_machine_frames: At most this many machine-label frames per camera (those with the
+            most flagged labels, then the earliest); None for all.
 
     Returns:
         Every file written.
@@ -413,11 +416,15 @@ def export_dlc_project(
     poses, session = project.poses, project.session
     stems = video_stems(project)
     human = poses.human_mask().any(axis=(2, 3))  # (C, F)
-    flagged = (poses.flags != 0).any(axis=(2, 3)) & ~human
+    n_flagged = np.where(human, 0, np.count_nonzero(poses.flags, axis=(2, 3)))  # (C, F)
     plan = []  # (camera index, stem, human frames, machine frames)
     for c, stem in enumerate(stems):
         h = np.nonzero(human[c])[0].tolist()
-        mflags = np.nonzero(flagged[c])[0].tolist() if machine_labels else []
+        mflags = []
+        if machine_labels:
+            candidates = np.nonzero(n_flagged[c])[0]
+            order = np.lexsort((candidates, -n_flagged[c][candidates]))
+            mflags = sorted(candidates[order][:max_machine_frames].tolist())
         if h or mflags:
             plan.append((c, stem, h, mflags))
     files = [out_dir / "config.yaml"]
