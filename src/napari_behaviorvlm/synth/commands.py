@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
                                     overwrite=args.overwrite, click_noise=args.click_noise)
     elapsed = time.perf_counter() - start
     print(f"synthetic session ({config.n_cameras} cameras x {config.n_frames} frames, "
-          f"{config.n_mice} mice, difficulty {config.difficulty}, seed {config.seed}) "
+          f"{config.n_mice} {'mouse' if config.n_mice == 1 else 'mice'}, difficulty {config.difficulty}, seed {config.seed}) "
           f"written in {elapsed:.1f} s:")
     for name, path in paths.items():
         print(f"  {name}: {path}")
