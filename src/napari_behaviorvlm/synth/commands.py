@@ -74,9 +74,9 @@ def _run(args: argparse.Namespace) -> int:
     paths = write_synthetic_session(sim, args.out_dir, seed_frames=seed_frames,
                                     overwrite=args.overwrite, click_noise=args.click_noise)
     elapsed = time.perf_counter() - start
-    print(f"synthetic session ({config.n_cameras} cameras x {config.n_frames} frames, "
-          f"{config.n_mice} {'mouse' if config.n_mice == 1 else 'mice'}, difficulty {config.difficulty}, seed {config.seed}) "
-          f"written in {elapsed:.1f} s:")
+    mice = "1 mouse" if config.n_mice == 1 else f"{config.n_mice} mice"
+    print(f"synthetic session ({config.n_cameras} cameras x {config.n_frames} frames, {mice}, "
+          f"difficulty {config.difficulty}, seed {config.seed}) written in {elapsed:.1f} s:")
     for name, path in paths.items():
         print(f"  {name}: {path}")
     return 0
