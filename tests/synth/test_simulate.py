@@ -9,6 +9,7 @@ from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
 from napari_behaviorvlm.synth import BEHAVIORS, SynthConfig, simulate
 from napari_behaviorvlm.synth.body import inside_ellipsoids, segment_hits_ellipsoids
 from napari_behaviorvlm.synth.motion import SNIFF_DISTANCE, SNIFF_OFFSET, SOLO_BEHAVIORS
+from napari_behaviorvlm.synth.simulate import occluded_mask
 
 
 def test_shapes_names_and_rig(small_sim):
@@ -79,6 +80,15 @@ def test_paws_are_often_occluded_and_occluded_dots_are_invisible(two_mice_sim):
     paw_occ = sim.occluded[..., paws].mean()
     assert 0.2 < paw_occ < 0.8, paw_occ  # self-occlusion by the body matters
     assert not (sim.visible & sim.occluded).any()
+
+
+def test_one_mouse_hides_dots_of_the_other(two_mice_sim):
+    sim = two_mice_sim
+    by_other = occluded_mask(sim.calibration, sim.points3d[:, :1], sim.ellipsoid_centers[:, 1:],
+                             sim.ellipsoid_rotations[:, 1:], sim.ellipsoid_axes[:, 1:])
+    assert by_other.any()  # mutual occlusion happens ...
+    assert (sim.occluded[:, :, :1] | ~by_other).all()  # ... and is part of `occluded`
+    assert not (sim.visible[:, :, :1] & by_other).any()
 
 
 def test_occluded_dots_are_not_drawn(small_sim):

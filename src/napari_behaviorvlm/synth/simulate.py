@@ -99,12 +99,17 @@ class SyntheticSession:
         Deterministic for a given config. ``noise=False``, ``dots=False`` or
         ``distractors=False`` (eye shine, reflections, hot pixels) leave those out.
         """
+        return self.renderer().render(int(camera), int(frame), noise=noise, dots=dots,
+                                      distractors=distractors)
+
+    def renderer(self):
+        """The session's :class:`~napari_behaviorvlm.synth.render.Renderer` (created once; call
+        this before rendering from several threads)."""
         if self._renderer is None:
             from napari_behaviorvlm.synth.render import Renderer
 
             self._renderer = Renderer(self)
-        return self._renderer.render(int(camera), int(frame), noise=noise, dots=dots,
-                                     distractors=distractors)
+        return self._renderer
 
     def bouts(self) -> SegmentTable:
         """True behavior bouts (runs of equal label and target), as a segment table."""

@@ -117,6 +117,7 @@ def write_synthetic_session(sim: SyntheticSession, out_dir: str | os.PathLike,
 
     paths: dict[str, Path] = {}
     workers = workers or max(1, min(4, os.cpu_count() or 1, cfg.n_cameras))
+    sim.renderer()  # shared by the encoding threads
     with ThreadPoolExecutor(max_workers=workers) as pool:
         jobs = {name: pool.submit(_write_camera, sim, c, out / f"{name}.mp4")
                 for c, name in enumerate(sim.camera_names)}
