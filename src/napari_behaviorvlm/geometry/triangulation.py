@@ -27,6 +27,9 @@ from napari_behaviorvlm.geometry.camera import CameraGroup
 
 __all__ = ["TriangulationResult", "reprojection_errors", "triangulate", "triangulate_ransac"]
 
+# Points x camera pairs evaluated at once by triangulate_ransac (bounds its memory).
+_PAIR_BATCH = 20000
+
 
 def _check_points2d(points2d, group: CameraGroup) -> np.ndarray:
     points2d = np.asarray(points2d, dtype=np.float64)
@@ -83,23 +86,24 @@ def _dlt(norm: np.ndarray, weights: np.ndarray, proj: np.ndarray, origin: np.nda
     3 x 3 normal equations, solved in closed form (adjugate) for every point at once.
 
     Args:
-        norm: (K, N, 2) undistorted normalized image coordinates, NaN = missing.
-        weights: (K, N) row weights (0 = ignore the view).
-        proj: (K, 3, 4) conditioned projection matrices of the same K cameras.
+        norm: (K, *S, 2) undistorted normalized image coordinates, NaN = missing.
+        weights: (K, *S) row weights (0 = ignore the view).
+        proj: conditioned projection matrices of the K views, broadcastable to (K, *S, 3, 4):
+            (K, 1, 3, 4) for the same cameras at every point.
 
     Returns:
-        (N, 3) world mm; NaN where fewer than ``min_views`` views have a positive weight.
+        (*S, 3) world mm; NaN where fewer than ``min_views`` views have a positive weight.
     """
     valid = np.isfinite(norm).all(axis=-1) & (weights > 0)
     w = np.where(valid, weights, 0.0)
     x = np.where(valid, norm[..., 0], 0.0) * w
     y = np.where(valid, norm[..., 1], 0.0) * w
     # A's columns, each (2K, N): rows x * P3 - P1 then y * P3 - P2, scaled by the weight
-    cols = [np.concatenate([x * proj[:, 2, j, None] - w * proj[:, 0, j, None],
-                            y * proj[:, 2, j, None] - w * proj[:, 1, j, None]]) for j in range(4)]
+    cols = [np.concatenate([x * proj[..., 2, j] - w * proj[..., 0, j],
+                            y * proj[..., 2, j] - w * proj[..., 1, j]]) for j in range(4)]
 
-    def dot(i: int, j: int) -> np.ndarray:  # (A^T A)[i, j] for every point, (N,)
-        return np.einsum("kn,kn->n", cols[i], cols[j])
+    def dot(i: int, j: int) -> np.ndarray:  # (A^T A)[i, j] for every point, (*S,)
+        return np.einsum("k...,k...->...", cols[i], cols[j])
 
     a, b, c, d, e, f = dot(0, 0), dot(0, 1), dot(0, 2), dot(1, 1), dot(1, 2), dot(2, 2)
     r0, r1, r2 = -dot(0, 3), -dot(1, 3), -dot(2, 3)
@@ -113,9 +117,9 @@ def _dlt(norm: np.ndarray, weights: np.ndarray, proj: np.ndarray, origin: np.nda
             adj00 * r0 + adj01 * r1 + adj02 * r2,
             adj01 * r0 + adj11 * r1 + adj12 * r2,
             adj02 * r0 + adj12 * r1 + adj22 * r2,
-        ], axis=-1) * inv_det[:, None]
+        ], axis=-1) * inv_det[..., None]
     out = out * scale + origin
-    out[~np.isfinite(out).all(axis=1)] = np.nan
+    out[~np.isfinite(out).all(axis=-1)] = np.nan
     return out
 
 
@@ -135,7 +139,7 @@ def triangulate(points2d, group: CameraGroup, weights=None) -> np.ndarray:
     flat = points2d.reshape(len(group), -1, 2)
     w = _check_weights(weights, points2d.shape[:-1]).reshape(len(group), -1)
     origin, scale = _conditioning(group)
-    proj = _normalized_projections(group, origin, scale)
+    proj = _normalized_projections(group, origin, scale)[:, None]
     out = _dlt(_undistort_all(flat, group), w, proj, origin, scale)
     return out.reshape(lead + (3,))
 
@@ -217,25 +221,36 @@ def triangulate_ransac(points2d, group: CameraGroup, threshold_px: float = 15.0,
 
     # hypothesis 0: all observed views. Points where every observed view is an inlier cannot be
     # beaten on inlier count, so the pair hypotheses only run on the others.
-    pts = _dlt(norm, np.where(observed, w, 0.0), proj, origin, scale)
+    pts = _dlt(norm, np.where(observed, w, 0.0), proj[:, None], origin, scale)
     err = reprojection_errors(pts, flat, group)
     best_inliers = observed & (err < threshold_px)
     best_count = best_inliers.sum(axis=0)
     with np.errstate(invalid="ignore"):
         best_err = np.where(best_inliers, err, 0.0).sum(axis=0) / np.maximum(best_count, 1)
     best_err[best_count == 0] = np.inf
-    todo = best_count < observed.sum(axis=0)
-    for a, b in combinations(range(n_cam), 2):
-        idx = np.flatnonzero(todo & observed[a] & observed[b])
-        if idx.size == 0:
-            continue
-        pair = [a, b]
-        pts = _dlt(norm[pair][:, idx], w[pair][:, idx], proj[pair], origin, scale)
-        err = reprojection_errors(pts, flat[:, idx], group)
-        inl = observed[:, idx] & (err < threshold_px)
-        count = inl.sum(axis=0)
+    todo = np.flatnonzero(best_count < observed.sum(axis=0))
+    # every camera pair at once for a chunk of points: hypotheses along a new axis P
+    pairs = np.array(list(combinations(range(n_cam), 2)), dtype=np.int64).reshape(-1, 2)
+    first, second = pairs[:, 0], pairs[:, 1]
+    pair_proj = np.stack([proj[first], proj[second]])[:, :, None]  # (2, P, 1, 3, 4)
+    chunk = max(1, _PAIR_BATCH // max(len(pairs), 1))
+    for start in range(0, todo.size if len(pairs) else 0, chunk):
+        idx = todo[start:start + chunk]
+        usable = observed[:, idx]
+        w_used = np.where(usable, w[:, idx], 0.0)
+        norm_idx = norm[:, idx]
+        pair_norm = np.stack([norm_idx[first], norm_idx[second]])  # (2, P, n, 2)
+        pair_w = np.stack([w_used[first], w_used[second]])
+        pts = _dlt(pair_norm, pair_w, pair_proj, origin, scale)  # (P, n, 3)
+        err = np.linalg.norm(group.project(pts) - flat[:, None, idx], axis=-1)  # (C, P, n)
+        inl = usable[:, None] & (err < threshold_px)
+        count = inl.sum(axis=0)  # (P, n)
         with np.errstate(invalid="ignore"):
             mean_err = np.where(inl, err, 0.0).sum(axis=0) / np.maximum(count, 1)
+        # per point: most inliers, then smallest mean inlier error (first pair on exact ties)
+        pick = np.argmin(np.where(count == count.max(axis=0), mean_err, np.inf), axis=0)
+        cols = np.arange(idx.size)
+        count, mean_err, inl = count[pick, cols], mean_err[pick, cols], inl[:, pick, cols]
         better = (count > best_count[idx]) | ((count == best_count[idx]) & (count > 0)
                                               & (mean_err < best_err[idx]))
         sel = idx[better]
@@ -244,7 +259,7 @@ def triangulate_ransac(points2d, group: CameraGroup, threshold_px: float = 15.0,
         best_inliers[:, sel] = inl[:, better]
 
     inliers = best_inliers
-    pts = _dlt(norm, np.where(inliers, w, 0.0), proj, origin, scale, min_views=min_views)
+    pts = _dlt(norm, np.where(inliers, w, 0.0), proj[:, None], origin, scale, min_views=min_views)
     err = reprojection_errors(pts, flat, group)
     # one re-scoring against the refitted point: views may join or leave the inlier set, but a
     # point never drops below min_views this way
@@ -252,7 +267,8 @@ def triangulate_ransac(points2d, group: CameraGroup, threshold_px: float = 15.0,
     rescored = np.where((rescored.sum(axis=0) >= min_views)[None], rescored, inliers)
     if not np.array_equal(rescored, inliers):
         inliers = rescored
-        pts = _dlt(norm, np.where(inliers, w, 0.0), proj, origin, scale, min_views=min_views)
+        pts = _dlt(norm, np.where(inliers, w, 0.0), proj[:, None], origin, scale,
+                   min_views=min_views)
         err = reprojection_errors(pts, flat, group)
     ok = np.isfinite(pts).all(axis=1)
     inliers = inliers & ok[None]
