@@ -75,13 +75,13 @@ class RefineParams:
     """
 
     threshold_px: float = 4.0
-    flag_reproj_px: float = 3.0
+    flag_reproj_px: float = 3.5
     jump_mm: float = 12.0
     ambiguous_margin: float = 1.0
     low_confidence: float = 0.2
     swap_margin_mm: float = 2.0
     reassign_sigma_px: float = 1.5
-    shape_tolerance_mm: float = 5.0
+    shape_tolerance_mm: float = 7.0
     side_tolerance_mm: float = 2.0
 
 
@@ -172,6 +172,12 @@ def refine_frame(
                 changed = _resolve_view(c, proj[c], trusted, obs, human, index, candidates[c], params)
                 n_changed += changed
             res = triangulate_ransac(obs, group, params.threshold_px, weights=_weights(human, assign_conf))
+        # a trusted point that jumped away from a confident prediction: try the candidates
+        # nearest the prediction in every view (the "neighbouring candidate" hypothesis in 3D)
+        if _retry_jumps(group, res.points3d, obs, human, index, candidates, predicted3d,
+                        sigma3d, params):
+            n_changed += 1
+            res = triangulate_ransac(obs, group, params.threshold_px, weights=_weights(human, assign_conf))
         # "missing" wins where a model label still does not fit a 3D point
         bad = (~human) & np.isfinite(res.reproj_error) & (res.reproj_error > params.threshold_px)
         bad &= (res.n_views >= 2)[None]
@@ -197,6 +203,53 @@ def refine_frame(
                       assign_flags, predicted3d, sigma3d, params, body)
     out.n_changed, out.n_dropped = n_changed, n_dropped
     return out
+
+
+def _retry_jumps(group: CameraGroup, x3: np.ndarray, obs: np.ndarray, human: np.ndarray,
+                 index: np.ndarray, candidates: list[Candidates], pred: np.ndarray,
+                 sigma: np.ndarray, params: RefineParams) -> bool:
+    """For each keypoint whose 3D point lies beyond ``max(jump_mm, 4 sigma)`` of its
+    prediction, triangulate the candidates nearest the reprojected prediction; when those agree
+    (>= 2 inlier views) near the prediction, they replace the keypoint's labels (and leave the
+    keypoints that held them). Returns whether anything changed."""
+    limit = np.maximum(params.jump_mm, 4.0 * np.nan_to_num(sigma, nan=np.inf))
+    dist = np.linalg.norm(x3 - pred, axis=-1)
+    jumps = np.argwhere(np.isfinite(dist) & (dist > limit))
+    if len(jumps) == 0:
+        return False
+    n_cam = obs.shape[0]
+    changed = False
+    for m, k in jumps:
+        p2 = group.project(pred[m, k])  # (C, 2)
+        alt = np.full((n_cam, 2), np.nan)
+        alt_j = np.full(n_cam, -1)
+        for c in range(n_cam):
+            if human[c, m, k] or len(candidates[c]) == 0 or not np.isfinite(p2[c]).all():
+                continue
+            d = np.linalg.norm(candidates[c].xy - p2[c], axis=1)
+            j = int(d.argmin())
+            if d[j] < 2.0 * params.threshold_px + 2.0:
+                alt[c], alt_j[c] = candidates[c].xy[j], j
+        if np.isfinite(alt[:, 0]).sum() < 2:
+            continue
+        res = triangulate_ransac(alt[:, None], group, params.threshold_px)
+        xa = res.points3d[0]
+        if res.n_views[0] < 2 or not np.linalg.norm(xa - pred[m, k]) < limit[m, k]:
+            continue
+        for c in np.flatnonzero(res.inliers[:, 0]):
+            j = alt_j[c]
+            holders = np.argwhere(index[c] == j)
+            for hm, hk in holders:
+                if not human[c, hm, hk]:
+                    index[c, hm, hk] = -1
+                    obs[c, hm, hk] = np.nan
+            index[c, m, k] = j
+            obs[c, m, k] = alt[c]
+        for c in np.flatnonzero(~res.inliers[:, 0] & ~human[:, m, k]):
+            index[c, m, k] = -1
+            obs[c, m, k] = np.nan
+        changed = True
+    return changed
 
 
 def _resolve_view(c: int, proj: np.ndarray, trusted: np.ndarray, obs: np.ndarray,
@@ -261,8 +314,6 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     flags |= np.where(np.isfinite(err) & (err > params.flag_reproj_px),
                       int(Flag.HIGH_REPROJ_ERROR), 0).astype(np.uint16)
     flags |= assign_flags.astype(np.uint16) & int(Flag.LOW_MODEL_CONFIDENCE | Flag.AMBIGUOUS)
-    flags |= np.where(labeled & (np.nan_to_num(assign_conf, nan=1.0) < params.low_confidence),
-                      int(Flag.LOW_MODEL_CONFIDENCE), 0).astype(np.uint16)
     flags |= np.where(labeled & (np.nan_to_num(assign_margin, nan=1e3) < params.ambiguous_margin)
                       & (n_views <= 2)[None], int(Flag.AMBIGUOUS), 0).astype(np.uint16)
     kp_flags = np.zeros((n_ind, n_kp), np.uint16)
@@ -360,7 +411,7 @@ class BodyModel:
     poses: list[np.ndarray]
 
     @classmethod
-    def from_seeds(cls, skeleton: Skeleton, poses: list[np.ndarray], rigid_spread_mm: float = 2.5,
+    def from_seeds(cls, skeleton: Skeleton, poses: list[np.ndarray], rigid_spread_mm: float = 1.0,
                    side_min_mm: float = 3.0) -> BodyModel:
         mirror = skeleton.mirror_index()
         midline = [k for k in range(skeleton.n_keypoints) if mirror[k] == k]
