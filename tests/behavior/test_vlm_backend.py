@@ -75,6 +75,8 @@ def test_sample_frames_about_10_fps():
     frames = sample_frames(0, 49, fps=25, sample_fps=10, max_frames=100)
     assert frames[0] == 0 and 19 <= len(frames) <= 21
     assert len(sample_frames(0, 249, 25, 10, max_frames=16)) == 16
+    for end in range(170, 180):  # never past the clip's last frame
+        assert max(sample_frames(160, end, 25, 10, 100)) <= end
 
 
 def test_vlm_backend_end_to_end_and_cache(vlm_inputs, tmp_path):

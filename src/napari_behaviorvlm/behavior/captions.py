@@ -143,8 +143,9 @@ class KinematicThresholds:
             still is grooming (BL/s).
         groom_paw_head: front paw closer to the head than this (BL) while still is grooming.
         social_dist: another animal closer than this (BL, centre to centre) can be chased.
-        sniff_dist: the head closer than this (BL) to another animal's body, while slow, is
-            sniffing (a nose within 2-3 cm).
+        sniff_dist: the head point closer than this (BL) to another animal's body, while slow,
+            is sniffing (a nose within about 2 cm; the head point of ear keypoints sits about
+            2 cm behind the nose).
         facing: cosine of the angle to the other animal above which the animal faces it.
         split_rearing: label rears ``supported_rear`` / ``unsupported_rear`` instead of ``rear``.
         active_motion_quantile: video-only features: frames whose motion energy is above this
@@ -159,9 +160,9 @@ class KinematicThresholds:
     wall_length_ratio: float = 0.9
     rear_length_ratio: float = 0.78
     groom_head_speed: float = 0.6
-    groom_paw_head: float = 0.25
+    groom_paw_head: float = 0.3
     social_dist: float = 3.0
-    sniff_dist: float = 0.3
+    sniff_dist: float = 0.45
     facing: float = 0.5
     split_rearing: bool = False
     active_motion_quantile: float = 0.6
@@ -187,7 +188,7 @@ class KinematicCaptioner:
     def frame_labels(self, features: FeatureSet) -> np.ndarray:
         """Per-frame labels ``(F, M)`` (object array) by the threshold rules.
 
-        Order of precedence: social (chase, sniff) > rear > run > walk > groom > rest. Video-only
+        Order of precedence: rear > social (chase, sniff) > run > walk > groom > rest. Video-only
         features give ``active`` / ``rest``.
         """
         t = self.thresholds
@@ -214,6 +215,11 @@ class KinematicCaptioner:
             out[groom] = "groom"
             out[speed >= t.walk_speed] = "walk"
             out[speed >= t.run_speed] = "run"
+            head_other = _feature(features, "head_other")
+            out[(head_other < t.sniff_dist) & (speed < t.walk_speed)
+                & ~(paw < t.groom_paw_head)] = "sniff"
+            near = (dist < t.social_dist) & (facing > t.facing)
+            out[near & (speed >= t.walk_speed * 2) & (other_speed >= t.walk_speed * 2)] = "chase"
             has3d = np.isfinite(elev)
             rear3d = has3d & (elev > t.rear_elevation)
             supported = ~has3d & ((wall < -t.wall_overshoot)
@@ -227,11 +233,6 @@ class KinematicCaptioner:
                 out[unsupported] = "unsupported_rear"
             else:
                 out[rear3d | supported | unsupported] = "rear"
-            head_other = _feature(features, "head_other")
-            out[(head_other < t.sniff_dist) & (speed < t.walk_speed)
-                & ~(paw < t.groom_paw_head)] = "sniff"
-            near = (dist < t.social_dist) & (facing > t.facing)
-            out[near & (speed >= t.walk_speed * 2) & (other_speed >= t.walk_speed * 2)] = "chase"
         return out
 
     def caption_clips(self, clips: Sequence[Clip], features: FeatureSet) -> list[Caption]:

@@ -58,7 +58,7 @@ class OversegConfig:
     method: str = attrs.field(default="kmeans", validator=attrs.validators.in_(("kmeans", "changepoint")))
     n_clusters: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     smooth_s: float = 0.2
-    min_clip_s: float = 0.4
+    min_clip_s: float = 0.2
     max_clip_s: float = 4.0
     window_s: float = 0.5
     penalty: float = 2.0

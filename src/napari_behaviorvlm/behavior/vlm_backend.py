@@ -47,7 +47,7 @@ def sample_frames(start: int, end: int, fps: float, sample_fps: float, max_frame
     """Frames of ``start..end`` (inclusive) about ``1 / sample_fps`` s apart, at most
     ``max_frames`` (evenly thinned), always including the first frame."""
     step = max(1.0, fps / max(sample_fps, 1e-9))
-    frames = sorted({int(round(f)) for f in np.arange(start, end + 1, step)})
+    frames = sorted({min(int(round(f)), end) for f in np.arange(start, end + 1, step)})
     if len(frames) > max_frames:
         idx = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
         frames = [frames[i] for i in sorted(set(idx))]
