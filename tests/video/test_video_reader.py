@@ -166,6 +166,7 @@ def test_array_api(make_video):
     assert [pattern_index(f) for f in color[[5, 1]]] == [5, 1]
     assert color[1:4, 0, 0].shape == (3, 3)
     assert pattern_index(color[-1]) == 39
+    assert pattern_index(color[np.int64(6)]) == 6 and color[np.array(6)].shape == (48, 64, 3)
     assert np.asarray(color).shape == color.shape
     with pytest.raises(IndexError):
         color[40]

@@ -538,6 +538,8 @@ class FrameArray:
         if not key:
             key = (slice(None),)
         first, rest = key[0], key[1:]
+        if isinstance(first, np.ndarray) and first.ndim == 0 and first.dtype.kind in "iu":
+            first = int(first)
         if isinstance(first, (int, np.integer)):
             frame = self.read(int(first))
             return frame[rest] if rest else frame
