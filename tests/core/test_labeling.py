@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_behaviorvlm.core.labeling import (
-    ViewerSettings, apply_human_label, mark_seed_frame, next_keypoint_to_label, points_layer_data,
+    ViewerSettings, apply_human_label, hints_layer_data, mark_seed_frame, next_keypoint_to_label, points_layer_data,
     remap_skeleton, reprojection_hints, seed_frames, skeleton_vectors, unmark_seed_frame,
 )
 from napari_behaviorvlm.core.pose import Flag, Source
@@ -57,11 +57,18 @@ def test_reprojection_hints_predict_missing_views(make_tiny_project):
     for c in (0, 1):  # keypoint 4 seen by two cameras in frame 2
         poses.set_label(c, 2, 0, 4, true2d[c, 2, 0, 4])
     poses.set_label(0, 2, 0, 7, true2d[0, 2, 0, 7])  # only one view: no hint
-    hints = reprojection_hints(project, 2)
-    assert hints.shape == (3, 1, 12, 2)
-    np.testing.assert_allclose(hints[2, 0, 4], true2d[2, 2, 0, 4], atol=1e-6)
-    assert np.isnan(hints[0, 0, 4]).all() and np.isnan(hints[1, 0, 4]).all()  # labeled there
-    assert np.isnan(hints[:, 0, 7]).all()
+    hints = reprojection_hints(project, [2])
+    assert hints.shape == (3, 1, 1, 12, 2)
+    np.testing.assert_allclose(hints[2, 0, 0, 4], true2d[2, 2, 0, 4], atol=1e-6)
+    assert np.isnan(hints[0, 0, 0, 4]).all() and np.isnan(hints[1, 0, 0, 4]).all()  # labeled there
+    assert np.isnan(hints[:, 0, 0, 7]).all()
+    every = reprojection_hints(project)
+    assert every.shape == (3, 5, 1, 12, 2)
+    np.testing.assert_array_equal(every[:, 2], hints[:, 0])
+    assert np.isnan(every[:, [0, 1, 3, 4]]).all()
+    data, feats = hints_layer_data(poses, every, "cam2")
+    assert data.shape == (1, 3) and data[0, 0] == 2 and list(feats["keypoint"]) == ["back_rear"]
+    np.testing.assert_allclose(data[0, [2, 1]], true2d[2, 2, 0, 4], atol=1e-6)
 
 
 def test_next_keypoint_follows_skeleton_order_and_skips_labeled(make_tiny_project):

@@ -27,6 +27,9 @@ def test_review_items_ordered_with_reasons(make_tiny_project):
     assert "frame 7 cam0" in items[1].describe()
     assert [i.frame for i in review_items(poses, frames=[7])] == [7, 7]
     assert review_counts(poses).labels == 3 and review_counts(poses).frames == 2
+    poses.flags[0, 5, 0, 0] = Flag.FEW_VIEWS  # a flag on a missing label: nothing to review
+    assert len(review_items(poses)) == 3 and review_counts(poses).frames == 2
+    assert next_flagged_frame(poses, 2) == 7
 
 
 def test_next_previous_flagged_frame_wraps(make_tiny_project):

@@ -85,7 +85,7 @@ def points_layer_data(poses: PoseTable, camera: str | int) -> PointsLayerData:
                                  categories=list(SOURCE_NAMES.values())),
         "reprojection_error": poses.reproj_error[c, f, m, k].astype(np.float64),
         "flagged": flags != 0,
-        "reasons": ["; ".join(flag_reasons(int(b))) for b in flags],
+        "reasons": pd.Series(["; ".join(flag_reasons(int(b))) for b in flags], dtype=object),
     })
     return PointsLayerData(data=data, features=features, index=np.column_stack([f, m, k]))
 
@@ -168,45 +168,55 @@ def clear_label(project: Project, camera: str | int, frame: int, individual: str
     update_frame_geometry(project, frame)
 
 
-def reprojection_hints(project: Project, frame: int, min_views: int = 2) -> np.ndarray:
+def reprojection_hints(project: Project, frames: Sequence[int] | None = None,
+                       min_views: int = 2) -> np.ndarray:
     """Where each keypoint should appear in the cameras that lack it, from the others' labels.
 
-    A keypoint labeled in at least ``min_views`` cameras of ``frame`` is triangulated from those
-    labels and projected into every camera where it is not labeled.
+    A keypoint labeled in at least ``min_views`` cameras of a frame is triangulated from those
+    labels (all frames at once) and projected into every camera where it is not labeled.
+
+    Args:
+        frames: Session frames (all when None).
 
     Returns:
-        float ``(C, M, K, 2)`` ``x, y`` px; NaN where there is no hint (label present, too few
-        views, no calibration, or behind the camera).
+        float ``(C, len(frames), M, K, 2)`` ``x, y`` px; NaN where there is no hint (label
+        present, too few views, no calibration, or behind the camera).
     """
     from napari_behaviorvlm.geometry.triangulation import triangulate
 
     poses = project.poses
-    _check_frame(project, frame)
-    out = np.full((poses.n_cameras, poses.n_individuals, poses.n_keypoints, 2), np.nan)
+    sel = np.arange(poses.n_frames) if frames is None else np.asarray(list(frames), dtype=int)
+    for f in sel[(sel < 0) | (sel >= poses.n_frames)][:1]:
+        _check_frame(project, int(f))
+    pts = poses.points2d[:, sel]  # (C, F', M, K, 2)
+    out = np.full(pts.shape, np.nan)
     group = project.session.calibration
     if group is None:
         return out
     group = group.subset(poses.camera_names)
-    pts = poses.points2d[:, frame]  # (C, M, K, 2)
     labeled = np.isfinite(pts[..., 0])
-    enough = labeled.sum(axis=0) >= min_views
+    enough = labeled.sum(axis=0) >= min_views  # (F', M, K)
     if not enough.any():
         return out
-    xyz = triangulate(np.where(enough[None, ..., None], pts, np.nan), group)  # (M, K, 3)
-    projected = group.project(xyz)  # (C, M, K, 2)
+    xyz = triangulate(pts[:, enough][:, :, None, :], group)[:, 0]  # (N, 3)
+    projected = group.project(xyz)  # (C, N, 2)
+    hint = np.full(pts.shape, np.nan)
+    hint[:, enough] = projected
     show = enough[None] & ~labeled
-    out[show] = projected[show]
+    out[show] = hint[show]
     return out
 
 
 def hints_layer_data(poses: PoseTable, hints: np.ndarray, camera: str | int,
-                     frame: int) -> tuple[np.ndarray, pd.DataFrame]:
-    """One camera's hints (from :func:`reprojection_hints`) as ``[frame, y, x]`` data and features
-    (keypoint, individual)."""
+                     frames: Sequence[int] | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    """One camera's hints (from :func:`reprojection_hints` over ``frames``, all when None) as
+    ``[frame, y, x]`` data and features (keypoint, individual)."""
     c = poses.camera_index(camera)
-    m, k = np.nonzero(np.isfinite(hints[c, ..., 0]))
-    xy = hints[c, m, k]
-    data = np.column_stack([np.full(len(m), float(frame)), xy[:, 1], xy[:, 0]]) if len(m) else np.zeros((0, 3))
+    sel = np.arange(poses.n_frames) if frames is None else np.asarray(list(frames), dtype=int)
+    f, m, k = np.nonzero(np.isfinite(hints[c, ..., 0]))
+    xy = hints[c, f, m, k]
+    data = (np.column_stack([sel[f].astype(np.float64), xy[:, 1], xy[:, 0]]) if len(f)
+            else np.zeros((0, 3)))
     features = pd.DataFrame({
         "keypoint": pd.Categorical.from_codes(k, categories=poses.keypoint_names),
         "individual": pd.Categorical.from_codes(m, categories=poses.individual_names),

@@ -12,8 +12,8 @@ import numpy as np
 from napari_behaviorvlm.core.pose import PoseTable, Source, flag_reasons
 from napari_behaviorvlm.core.project import Project
 
-__all__ = ["ReviewCounts", "ReviewItem", "accept_labels", "next_flagged_frame", "review_counts",
-           "review_items"]
+__all__ = ["ReviewCounts", "ReviewItem", "accept_labels", "flagged_mask", "next_flagged_frame",
+           "review_counts", "review_items"]
 
 
 @attrs.frozen
@@ -41,11 +41,17 @@ class ReviewItem:
                 f"{', '.join(self.reasons)} (conf {self.confidence:.2f}{err})")
 
 
+def flagged_mask(poses: PoseTable) -> np.ndarray:
+    """Bool ``(C, F, M, K)``: labels (a 2D position is present) carrying a flag. Flags on
+    missing labels (a keypoint not found in a view) have nothing to drag and are not listed."""
+    return (poses.flags != 0) & poses.labeled_mask()
+
+
 def review_items(poses: PoseTable, frames: list[int] | None = None) -> list[ReviewItem]:
     """Every flagged label (optionally only in ``frames``), ordered by frame, camera, individual,
     keypoint."""
     flags = poses.flags
-    c, f, m, k = np.nonzero(flags)
+    c, f, m, k = np.nonzero(flagged_mask(poses))
     if frames is not None:
         keep = np.isin(f, np.asarray(frames, dtype=int))
         c, f, m, k = c[keep], f[keep], m[keep], k[keep]
@@ -72,7 +78,7 @@ class ReviewCounts:
 
 
 def review_counts(poses: PoseTable) -> ReviewCounts:
-    flagged = poses.flags != 0
+    flagged = flagged_mask(poses)
     return ReviewCounts(labels=int(flagged.sum()), frames=int(flagged.any(axis=(0, 2, 3)).sum()))
 
 
@@ -82,7 +88,7 @@ def next_flagged_frame(poses: PoseTable, current: int, direction: int = 1,
     (before) ``current``; wraps around when ``wrap``; None when nothing is flagged."""
     if direction not in (1, -1):
         raise ValueError(f"direction must be 1 or -1, not {direction}")
-    frames = np.asarray(poses.flagged_frames(), dtype=int)
+    frames = np.nonzero(flagged_mask(poses).any(axis=(0, 2, 3)))[0]
     if not len(frames):
         return None
     if direction == 1:

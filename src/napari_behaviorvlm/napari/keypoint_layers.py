@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Points, Vectors
+from napari.layers.base._base_constants import ActionType
 from napari.utils.events import Event
 
 from napari_behaviorvlm.core.labeling import (
@@ -31,6 +32,20 @@ LAYERS_PER_CAMERA = 4
 FLAG_BORDER = np.array([1.0, 0.0, 0.0, 1.0])
 PLAIN_BORDER = np.array([0.05, 0.05, 0.05, 1.0])
 ROLE_KEY = "behaviorvlm"
+
+
+def _set_quietly(layer: Any, **values: Any) -> None:
+    """Set layer attributes with its events and redraws held back (see :func:`_redraw`)."""
+    with layer._block_refresh(), layer.events.blocker_all():
+        for name, value in values.items():
+            setattr(layer, name, value)
+
+
+def _redraw(layer: Any) -> None:
+    """One redraw (slice, extent, thumbnail) after :func:`_set_quietly`."""
+    layer.refresh()
+    layer.events.data(value=layer.data, action=ActionType.CHANGED, data_indices=(),
+                      vertex_indices=((),))
 
 
 def _action_name(event: Event) -> str:
@@ -64,6 +79,7 @@ class KeypointLayers:
         self._index: dict[str, np.ndarray] = {}
         self._removing: dict[str, list[tuple[int, int, int]]] = {}
         self._updating = False
+        self._pending: list[str | None] = []
         self._editable = True
         poses = state.project.poses
         if settings.current_keypoint not in poses.keypoint_names:
@@ -71,7 +87,6 @@ class KeypointLayers:
         if settings.individual not in poses.individual_names:
             settings.individual = poses.individual_names[0]
         self._build()
-        viewer.dims.events.current_step.connect(self._on_step)
 
     # ----------------------------------------------------------------- building
     @property
@@ -113,6 +128,7 @@ class KeypointLayers:
                 text={"string": "{keypoint}", "size": 8, "color": "white",
                       "anchor": "upper_left", "visible": self.settings.show_names},
             )
+            layer.feature_defaults = self._feature_defaults()
             layer.events.data.connect(lambda event, cam=cam: self._on_data(cam, event))
             self.points[cam] = layer
         self.arrange()
@@ -139,7 +155,6 @@ class KeypointLayers:
 
     def remove(self) -> None:
         """Take every layer managed here (not the images) out of the viewer."""
-        self.viewer.dims.events.current_step.disconnect(self._on_step)
         for group in (self.points, self.hints, self.skeleton):
             for layer in group.values():
                 if layer in self.viewer.layers:
@@ -152,62 +167,104 @@ class KeypointLayers:
         return int(self.viewer.dims.current_step[0])
 
     def refresh(self) -> None:
-        """Redraw every camera's keypoints and skeleton from the pose table, then the hints."""
+        """Redraw every camera's keypoints, skeleton and hints from the pose table.
+
+        Each layer is rebuilt with its events held back and redrawn once: a refresh of 6
+        cameras stays far below the 100 ms a Qt-thread task may take.
+        """
         self._updating = True
         try:
             for cam in self.cameras:
                 self._refresh_points(cam)
                 if self.settings.show_skeleton:
-                    self.skeleton[cam].data = skeleton_vectors(
-                        self.poses, self.state.project.skeleton, cam)
+                    vectors = skeleton_vectors(self.poses, self.state.project.skeleton, cam)
+                    _set_quietly(self.skeleton[cam], data=vectors)
+                    _redraw(self.skeleton[cam])
         finally:
             self._updating = False
         self.refresh_hints()
 
+    def schedule_refresh(self) -> None:
+        """Like :meth:`refresh`, but one camera per turn of the Qt event loop, so the interface
+        never waits for all cameras at once (used during runs and after edits)."""
+        from qtpy.QtCore import QTimer
+
+        already = bool(self._pending)
+        self._pending = [*self.cameras, None]  # None: the hints and skeletons, last
+        if not already:
+            QTimer.singleShot(0, self._refresh_step)
+
+    def _refresh_step(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        if not self._pending or not self.points:
+            self._pending = []
+            return
+        cam = self._pending.pop(0)
+        self._updating = True
+        try:
+            if cam is not None:
+                self._refresh_points(cam)
+            elif self.settings.show_skeleton:
+                for name in self.cameras:
+                    vectors = skeleton_vectors(self.poses, self.state.project.skeleton, name)
+                    _set_quietly(self.skeleton[name], data=vectors)
+                    _redraw(self.skeleton[name])
+        finally:
+            self._updating = False
+        if cam is None:
+            self.refresh_hints()
+        if self._pending:
+            QTimer.singleShot(0, self._refresh_step)
+
+    @property
+    def refresh_pending(self) -> bool:
+        """True while a :meth:`schedule_refresh` has cameras left to redraw."""
+        return bool(self._pending)
+
     def _colors(self, cam: str) -> np.ndarray:
-        feats = self.points[cam].features
         if self.settings.color_mode == "keypoint":
             return keypoint_colors(self._index[cam][:, 2])
-        return confidence_colors(feats["confidence"].to_numpy())
+        return confidence_colors(self.points[cam].features["confidence"].to_numpy())
 
     def _refresh_points(self, cam: str) -> None:
         layer = self.points[cam]
         table = points_layer_data(self.poses, cam)
+        old = self._index.get(cam)
+        if (old is not None and np.array_equal(old, table.index)
+                and np.array_equal(layer.data, table.data)
+                and layer.features.equals(table.features)):
+            return  # nothing changed for this camera
         self._index[cam] = table.index
+        flagged = table.features["flagged"].to_numpy()
         layer.selected_data = set()
-        layer.data = table.data
-        layer.features = table.features
-        n = len(table.data)
-        if n:
-            flagged = table.features["flagged"].to_numpy()
-            layer.face_color = self._colors(cam)
-            layer.border_color = np.where(flagged[:, None], FLAG_BORDER, PLAIN_BORDER)
-            layer.border_width = np.where(flagged, 0.35, 0.12)
-            layer.text.refresh(layer.features)
-        layer.feature_defaults = {
-            "keypoint": self.settings.current_keypoint, "individual": self.settings.individual,
-            "confidence": 1.0, "source": "human", "reprojection_error": np.nan,
-            "flagged": False, "reasons": "",
-        }
+        _set_quietly(layer, data=table.data, features=table.features)
+        if len(table.data):
+            _set_quietly(layer, face_color=self._colors(cam),
+                         border_color=np.where(flagged[:, None], FLAG_BORDER, PLAIN_BORDER),
+                         border_width=np.where(flagged, 0.35, 0.12))
+        layer.text.refresh(layer.features)
+        _redraw(layer)
+
+    def _feature_defaults(self) -> dict[str, Any]:
+        return {"keypoint": self.settings.current_keypoint, "individual": self.settings.individual,
+                "confidence": 1.0, "source": "human", "reprojection_error": np.nan,
+                "flagged": False, "reasons": ""}
 
     def refresh_hints(self) -> None:
-        """Reprojection hints for the current frame (keypoints labeled in >= 2 other views)."""
+        """Reprojection hints of every frame (keypoints labeled in >= 2 other views)."""
         if not self.settings.show_hints or not self.hints:
             return
-        frame = self.current_frame
-        if not 0 <= frame < self.poses.n_frames:
-            return
-        hints = reprojection_hints(self.state.project, frame)
+        hints = reprojection_hints(self.state.project)
         for cam in self.cameras:
-            data, feats = hints_layer_data(self.poses, hints, cam, frame)
+            data, feats = hints_layer_data(self.poses, hints, cam)
             layer = self.hints[cam]
-            layer.data = data
-            layer.features = feats
+            if np.array_equal(layer.data, data):
+                continue
+            _set_quietly(layer, data=data, features=feats)
             if len(data):
-                layer.face_color = keypoint_colors(feats["keypoint"].cat.codes.to_numpy())
-
-    def _on_step(self, event: Event | None = None) -> None:
-        self.refresh_hints()
+                _set_quietly(layer, face_color=keypoint_colors(feats["keypoint"].cat.codes.to_numpy()))
+            _redraw(layer)
 
     # ----------------------------------------------------------------- display settings
     def set_color_mode(self, mode: str) -> None:
@@ -242,8 +299,7 @@ class KeypointLayers:
         k = self.poses.keypoint_index(keypoint)
         self.settings.current_keypoint = self.poses.keypoint_names[k]
         for layer in self.points.values():
-            layer.feature_defaults = {**layer.feature_defaults.iloc[0].to_dict(),
-                                      "keypoint": self.settings.current_keypoint}
+            layer.feature_defaults = self._feature_defaults()
 
     def step_keypoint(self, step: int = 1) -> str:
         """Move the labeling cursor ``step`` keypoints on (wrapping); returns its name."""
@@ -305,8 +361,6 @@ class KeypointLayers:
             return
         # rebuilding a layer from inside its own data event would fight napari's bookkeeping
         # (selection, highlight): do it right after the event on the Qt loop
-        from qtpy.QtCore import QTimer
-
-        QTimer.singleShot(0, self.refresh)
+        self.schedule_refresh()
         if frames and self.on_edit is not None:
             self.on_edit(sorted(frames))

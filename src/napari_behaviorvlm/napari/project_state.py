@@ -17,6 +17,7 @@ script (or a test) can drive it without a display. The debounce timer that calls
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import attrs
 
 from napari_behaviorvlm.core.project import PROJECT_SUFFIX, Project, load_project, save_project
+from napari_behaviorvlm.core.segments import SegmentTable
 
 __all__ = ["Callbacks", "ProjectState", "get_project_state", "set_project_state"]
 
@@ -72,6 +74,7 @@ class ProjectState:
     path: Path | None = attrs.field(default=None,
                                     converter=lambda p: None if p is None else Path(p))
     dirty: bool = False
+    edits: int = 0
     poses_changed: Callbacks = attrs.field(factory=Callbacks)
     segments_changed: Callbacks = attrs.field(factory=Callbacks)
     saved: Callbacks = attrs.field(factory=Callbacks)
@@ -97,6 +100,7 @@ class ProjectState:
         if what not in ("poses", "segments", "settings"):
             raise ValueError(f"mark_dirty: what must be poses, segments or settings, not {what!r}")
         self.dirty = True
+        self.edits += 1
         if what == "poses":
             self.poses_changed.emit(None if frames is None else sorted({int(f) for f in frames}))
         elif what == "segments":
@@ -117,6 +121,28 @@ class ProjectState:
         self.dirty = False
         self.saved.emit(target)
         return target
+
+    def target_path(self) -> Path:
+        """The file a save without a path writes."""
+        return self.path or self.default_path()
+
+    def snapshot(self) -> tuple[Project, int]:
+        """An independent copy of the project (to save from another thread while the user goes
+        on editing) and the edit count it reflects (for :meth:`mark_saved`)."""
+        project = self.project
+        copy = Project(session=project.session, skeleton=project.skeleton,
+                       poses=project.poses.copy(),
+                       segments=SegmentTable.from_records(project.segments.to_records()),
+                       settings=json.loads(json.dumps(project.settings)))
+        return copy, self.edits
+
+    def mark_saved(self, path: str | Path, edits: int) -> None:
+        """A snapshot taken at edit count ``edits`` was written to ``path``: the project is clean
+        unless it was edited since."""
+        self.path = Path(path)
+        if self.edits == edits:
+            self.dirty = False
+        self.saved.emit(self.path)
 
     def autosave(self) -> Path | None:
         """Save when there are unsaved changes; returns the path written, or None."""

@@ -23,9 +23,10 @@ from qtpy.QtWidgets import (
 )
 
 from napari_behaviorvlm.core.labeling import (
-    ViewerSettings, mark_seed_frame, next_keypoint_to_label, remap_skeleton, seed_frames, skeleton_from_text,
-    skeleton_text, unmark_seed_frame,
+    ViewerSettings, mark_seed_frame, next_keypoint_to_label, remap_skeleton, seed_frames,
+    skeleton_from_text, skeleton_text, unmark_seed_frame, update_frame_geometry,
 )
+from napari_behaviorvlm.core.pose import Source
 from napari_behaviorvlm.core.project import PROJECT_SUFFIX, Project
 from napari_behaviorvlm.core.review import (
     accept_labels, next_flagged_frame, review_counts, review_items,
@@ -89,6 +90,7 @@ class BehaviorVLMWidget(QWidget):
         self.layers: KeypointLayers | None = None
         self.settings = ViewerSettings()
         self.worker = None
+        self._save_worker = None
         self._cancel = threading.Event()
         self._pending_frames: set[int] = set()
         self._last_report = None
@@ -183,7 +185,12 @@ class BehaviorVLMWidget(QWidget):
         self.seed_btn.clicked.connect(self.toggle_seed)
         self.seed_label = QLabel("none yet: label 3 frames fully and mark them")
         self.seed_label.setWordWrap(True)
+        self.import_btn = QPushButton("Import labels (CSV)…")
+        self.import_btn.setToolTip("frame,camera,individual,keypoint,x,y[,source] rows; "
+                                   "frames become seed frames")
+        self.import_btn.clicked.connect(self._ask_import_labels)
         sl.addWidget(self.seed_btn)
+        sl.addWidget(self.import_btn)
         sl.addWidget(self.seed_label)
         lay.addWidget(seeds)
         box = QGroupBox("Click to label")
@@ -506,11 +513,33 @@ class BehaviorVLMWidget(QWidget):
         self.say(f"Saved {target}.")
         return target
 
-    def autosave(self) -> Path | None:
-        """Save when there are unsaved changes (called after edits, debounced, and after runs)."""
-        if self.state is None or not self.state.dirty or self.worker is not None:
+    def autosave(self):
+        """Save unsaved changes in a background thread (after edits, debounced, and after
+        runs): a copy of the project is written, so editing goes on meanwhile. Returns the
+        save worker, or None when there is nothing to save."""
+        if (self.state is None or not self.state.dirty or self.worker is not None
+                or self._save_worker is not None):
             return None
-        return self.save()
+        from napari.qt.threading import create_worker
+
+        from napari_behaviorvlm.core.project import save_project
+
+        self._store_settings()
+        snapshot, edits = self.state.snapshot()
+        target = self.state.target_path()
+        worker = create_worker(save_project, snapshot, target, _start_thread=False)
+        worker.returned.connect(lambda path: self.state.mark_saved(path, edits))
+        worker.errored.connect(lambda exc: self.say(
+            f"Autosave to {target} failed, your work is still in memory: {exc}", error=True))
+        worker.finished.connect(self._on_save_finished)
+        self._save_worker = worker
+        worker.start()
+        return worker
+
+    def _on_save_finished(self) -> None:
+        self._save_worker = None
+        if self.state is not None and self.state.dirty:
+            self._schedule_autosave()
 
     def _schedule_autosave(self) -> None:
         self._autosave_timer.start()
@@ -527,7 +556,8 @@ class BehaviorVLMWidget(QWidget):
             window.installEventFilter(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
-        if event.type() == QEvent.Close and not self._confirm_discard():
+        # a hidden window (scripts, tests) is closed by code, not by a user who could answer
+        if event.type() == QEvent.Close and obj.isVisible() and not self._confirm_discard():
             event.ignore()
             return True
         return False
@@ -648,6 +678,34 @@ class BehaviorVLMWidget(QWidget):
             self.say(f"Frame {frame} is a seed frame ({n} labels).")
         self._on_user_edit([frame])
         self.layers.refresh()
+
+    def _ask_import_labels(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Labels CSV", "", "CSV (*.csv)")
+        if path:
+            self.import_labels(path)
+
+    def import_labels(self, path: str | Path) -> list[int]:
+        """Read seed labels from a labels CSV (``io.labels_csv``); their frames become seed
+        frames. Returns the frames read (empty on a problem, shown in the dock)."""
+        from napari_behaviorvlm.io.labels_csv import read_labels_csv
+
+        if self.state is None:
+            return []
+        project = self.state.project
+        before = project.poses.source == Source.SEED
+        try:
+            read_labels_csv(path, project.poses)
+        except (OSError, ValueError) as exc:
+            self.say(f"Labels not imported: {exc}", error=True)
+            return []
+        frames = sorted({int(f) for f in np.nonzero((project.poses.source == Source.SEED) & ~before)[1]})
+        for frame in frames:
+            mark_seed_frame(project, frame)
+            update_frame_geometry(project, frame)
+        self.layers.refresh()
+        self._on_user_edit(frames)
+        self.say(f"Imported seed labels of frames {frames} from {path}.")
+        return frames
 
     def _update_seed_label(self) -> None:
         if self.state is None:
@@ -790,7 +848,7 @@ class BehaviorVLMWidget(QWidget):
         if self._pending_frames and self.layers is not None:
             frames = sorted(self._pending_frames)
             self._pending_frames.clear()
-            self.layers.refresh()
+            self.layers.schedule_refresh()
             self.state.mark_dirty("poses", frames)
             self.refresh_review()
 
@@ -809,7 +867,7 @@ class BehaviorVLMWidget(QWidget):
         self._refresh_timer.stop()
         self._pending_frames.clear()
         self.layers.set_editable(True)
-        self.layers.refresh()
+        self.layers.schedule_refresh()
         self.state.mark_dirty("poses")
         self.refresh_review()
         self._update_enabled()

@@ -1,0 +1,266 @@
+"""The whole labeling flow in a real napari viewer (run under Xvfb: ``xvfb-run -a pytest tests/napari``).
+
+Open a small synthetic session, label seed frames by clicking, run the local reasoner in its
+worker thread, check that colors follow confidence, drag a point like the mouse does, let the
+autosave write the project, reopen it in a new viewer and compare everything.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_behaviorvlm.core.labeling import confidence_colors, seed_frames  # noqa: E402
+from napari_behaviorvlm.core.pose import Source  # noqa: E402
+from napari_behaviorvlm.core.project import load_project  # noqa: E402
+
+pytestmark = pytest.mark.viewer
+
+SEEDS = (0, 14, 29)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A 3-camera, 30-frame, 160x120 synthetic session on disk and its ground truth."""
+    from napari_behaviorvlm.synth.simulate import SynthConfig, simulate
+    from napari_behaviorvlm.synth.writer import write_synthetic_session
+
+    config = SynthConfig.preset("easy", n_cameras=3, n_frames=30, n_mice=1, seed=3, width=160,
+                                height=120)
+    sim = simulate(config)
+    folder = tmp_path_factory.mktemp("session") / "qd"
+    write_synthetic_session(sim, folder)
+    return folder, sim
+
+
+def _fresh_copy(folder, tmp_path):
+    import shutil
+
+    target = tmp_path / "qd"
+    shutil.copytree(folder, target)
+    return target
+
+
+def _open(make_napari_viewer, folder):
+    from napari_behaviorvlm.napari.widgets import BehaviorVLMWidget
+
+    viewer = make_napari_viewer()
+    widget = BehaviorVLMWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    state = widget.open_path(folder)
+    assert state is not None, widget.message.text()
+    return viewer, widget
+
+
+def _label_seeds(qtbot, widget, sim):
+    """Label the visible keypoints of the seed frames; camera 0 of the first seed by clicks."""
+    from napari_behaviorvlm.core.labeling import apply_human_label
+
+    project = widget.state.project
+    viewer = widget.viewer
+    for frame in SEEDS:
+        viewer.dims.set_current_step(0, frame)
+        for c, cam in enumerate(project.poses.camera_names):
+            visible = np.nonzero(sim.visible[c, frame, 0])[0]
+            if frame == SEEDS[0] and c == 0:
+                widget.start_labeling(cam)
+                layer = widget.layers.points[cam]
+                assert layer.mode == "add"
+                for k in range(project.poses.n_keypoints):
+                    assert widget.settings.current_keypoint == project.poses.keypoint_names[k]
+                    if k in visible:
+                        x, y = sim.points2d[c, frame, 0, k]
+                        layer.add([frame, y, x])  # what a click in add mode does
+                        qtbot.wait(1)
+                    else:
+                        widget.next_keypoint()  # K: skip a keypoint hidden in this view
+            else:
+                for k in visible:
+                    apply_human_label(project, cam, frame, 0, int(k), sim.points2d[c, frame, 0, k])
+        widget.toggle_seed()
+    qtbot.wait(20)
+
+
+def test_grid_keeps_each_camera_with_its_points(make_napari_viewer, synthetic, tmp_path):
+    folder = _fresh_copy(synthetic[0], tmp_path)
+    viewer, widget = _open(make_napari_viewer, folder)
+    cams = widget.state.project.poses.camera_names
+    widget.skeleton_check.setChecked(True)  # hidden layers take no grid cell: show them all
+    layers = list(viewer.layers)
+    assert viewer.grid.enabled and viewer.grid.stride == 4
+    cells = {}
+    for cam in cams:
+        image = next(layer for layer in layers if layer.name == cam)
+        group = [image, widget.layers.points[cam], widget.layers.hints[cam],
+                 widget.layers.skeleton[cam]]
+        positions = {viewer.grid.position(layers.index(layer), layers) for layer in group}
+        assert len(positions) == 1, f"{cam}: its layers are spread over grid cells {positions}"
+        cells[cam] = positions.pop()
+    assert len(set(cells.values())) == len(cams)
+
+
+def test_label_run_drag_save_reopen(make_napari_viewer, synthetic, tmp_path, qtbot, monkeypatch):
+    folder = _fresh_copy(synthetic[0], tmp_path)
+    sim = synthetic[1]
+    viewer, widget = _open(make_napari_viewer, folder)
+    project = widget.state.project
+    poses = project.poses
+
+    _label_seeds(qtbot, widget, sim)
+    assert seed_frames(project) == list(SEEDS)
+    assert poses.source[0, 0, 0, sim.visible[0, 0, 0]].tolist() == [Source.SEED] * int(
+        sim.visible[0, 0, 0].sum())
+    np.testing.assert_allclose(poses.points2d[0, 0, 0][sim.visible[0, 0, 0]],
+                               sim.points2d[0, 0, 0][sim.visible[0, 0, 0]])
+
+    # reprojection hint: a keypoint labeled in 2 views shows where it should be in the third
+    viewer.dims.set_current_step(0, 5)
+    from napari_behaviorvlm.core.labeling import apply_human_label
+
+    k = 3
+    for c in (0, 1):
+        apply_human_label(project, c, 5, 0, k, sim.points2d[c, 5, 0, k])
+    widget.layers.refresh()
+    hint = widget.layers.hints[poses.camera_names[2]]
+    row = list(hint.features["keypoint"]).index(poses.keypoint_names[k])
+    np.testing.assert_allclose(hint.data[row, [2, 1]], sim.points2d[2, 5, 0, k], atol=0.5)
+
+    # run the local reasoner in its worker; the Qt loop keeps turning while it works
+    gaps = []
+    last = [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    from qtpy.QtCore import QTimer
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(5)
+    widget.backend_combo.setCurrentText("local")
+    worker = widget.start_run()
+    assert worker is not None, widget.message.text()
+    assert not widget.layers.points[poses.camera_names[0]].editable  # locked during the run
+    qtbot.waitUntil(lambda: widget.worker is None and not widget.layers.refresh_pending,
+                    timeout=120_000)
+    timer.stop()
+    assert widget._last_report is not None, widget.message.text()
+    assert max(gaps) < 1.0, f"the Qt loop froze for {max(gaps):.2f} s during the run"
+    model = poses.source == Source.MODEL
+    assert model.sum() > 100, "the run labeled (almost) nothing"
+    assert (poses.source[:, list(SEEDS)] != Source.MODEL).all(), "a seed label was overwritten"
+
+    # colors follow confidence, flagged points have a red border
+    cam = poses.camera_names[1]
+    layer = widget.layers.points[cam]
+    conf = layer.features["confidence"].to_numpy()
+    np.testing.assert_allclose(layer.face_color, confidence_colors(conf), atol=1e-6)
+    low, high = np.argmin(conf), np.argmax(conf)
+    assert conf[low] < conf[high]
+    assert layer.face_color[low, 0] - layer.face_color[low, 1] > (
+        layer.face_color[high, 0] - layer.face_color[high, 1])
+    flagged = layer.features["flagged"].to_numpy()
+    if flagged.any():
+        assert np.allclose(layer.border_color[flagged], [1, 0, 0, 1])
+    widget.set_color_mode("keypoint")
+    assert not np.allclose(layer.face_color, confidence_colors(conf))
+
+    # drag a model point as the mouse does in select mode
+    rows = np.nonzero(layer.features["source"].to_numpy() == "model")[0]
+    i = int(rows[len(rows) // 2])
+    frame, y, x = layer.data[i]
+    frame = int(frame)
+    kp = layer.features["keypoint"][i]
+    ind = layer.features["individual"][i]
+    c, k = poses.camera_index(cam), poses.keypoint_index(kp)
+    other_err_before = poses.reproj_error[:, frame, 0, k].copy()
+    viewer.dims.set_current_step(0, frame)
+    layer.mode = "select"
+    layer.selected_data = {i}
+    from napari.layers.base._base_constants import ActionType
+
+    layer._set_drag_start({i}, [frame, y, x])
+    layer.events.data(value=layer.data, action=ActionType.CHANGING, data_indices=(i,),
+                      vertex_indices=((),))
+    with layer.events.data.blocker():
+        layer._move({i}, [frame, y + 2.0, x + 1.0])
+    layer._move({i}, [frame, y + 4.0, x + 2.5])  # the release emits CHANGED
+    qtbot.waitUntil(lambda: not widget.layers.refresh_pending)
+    assert poses.source[c, frame, 0, k] == Source.HUMAN
+    assert poses.confidence[c, frame, 0, k] == 1.0
+    np.testing.assert_allclose(poses.points2d[c, frame, 0, k], [x + 2.5, y + 4.0])
+    assert poses.flags[c, frame, 0, k] == 0
+    assert not np.array_equal(poses.reproj_error[:, frame, 0, k], other_err_before,
+                              equal_nan=True), "the 3D and reprojections were not updated"
+    assert ind == poses.individual_names[0]
+    row = np.nonzero((layer.data[:, 0] == frame) & (layer.features["keypoint"] == kp).to_numpy())[0]
+    assert layer.features["source"][row[0]] == "human"
+
+    # autosave (debounced) writes the project; reopening restores it exactly
+    widget.names_check.setChecked(True)
+    widget.state.mark_dirty("settings")
+    widget._schedule_autosave()
+    qtbot.waitUntil(lambda: not widget.state.dirty, timeout=10_000)
+    saved = load_project(folder / "project.bvlm")
+    assert saved.poses.equals(poses)
+    assert saved.settings["napari"]["color_mode"] == "keypoint"
+
+    viewer2, widget2 = _open(make_napari_viewer, folder)
+    assert widget2.state.project.equals(saved)
+    assert widget2.settings.show_names and widget2.settings.color_mode == "keypoint"
+    assert int(viewer2.dims.current_step[0]) == frame
+    assert seed_frames(widget2.state.project) == list(SEEDS)
+    for name in poses.camera_names:
+        a, b = widget.layers.points[name], widget2.layers.points[name]
+        np.testing.assert_array_equal(a.data, b.data)
+        assert a.features.equals(b.features)
+        np.testing.assert_allclose(a.face_color, b.face_color)
+
+    # unsaved work asks before it is dropped
+    from qtpy.QtWidgets import QMessageBox
+
+    widget2.toggle_seed()
+    assert widget2.state.dirty
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **kw: QMessageBox.Cancel)
+    assert widget2._confirm_discard() is False
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **kw: QMessageBox.Discard)
+    assert widget2._confirm_discard() is True
+
+
+def test_review_jumps_and_accepts(make_napari_viewer, synthetic, tmp_path, qtbot):
+    from napari_behaviorvlm.core.pose import Flag
+    from napari_behaviorvlm.core.review import review_counts
+
+    folder = _fresh_copy(synthetic[0], tmp_path)
+    sim = synthetic[1]
+    viewer, widget = _open(make_napari_viewer, folder)
+    poses = widget.state.project.poses
+    for f in (4, 9):
+        poses.set_label(1, f, 0, 2, sim.points2d[1, f, 0, 2], source=Source.MODEL, confidence=0.2)
+        poses.flags[1, f, 0, 2] = Flag.SWAP
+    widget.layers.refresh()
+    widget.refresh_review()
+    assert "2 flagged labels in 2 frames" in widget.review_counts_label.text()
+    viewer.dims.set_current_step(0, 0)
+    widget.next_flagged()
+    assert viewer.dims.current_step[0] == 4
+    widget.next_flagged()
+    assert viewer.dims.current_step[0] == 9
+    widget.previous_flagged()
+    assert viewer.dims.current_step[0] == 4
+    item = widget.review_list.item(0).data(0x0100)  # Qt.UserRole
+    assert item.frame == 4 and "swap" in item.describe()
+    widget._review_item_activated(widget.review_list.item(0))
+    layer = widget.layers.points[poses.camera_names[1]]
+    assert viewer.layers.selection.active is layer and len(layer.selected_data) == 1
+    widget.accept_frame()
+    assert poses.source[1, 4, 0, 2] == Source.HUMAN and poses.flags[1, 4, 0, 2] == 0
+    assert review_counts(poses).labels == 1
+    assert "1 flagged labels in 1 frames" in widget.review_counts_label.text()
+    assert widget.state.dirty
