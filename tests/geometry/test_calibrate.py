@@ -23,30 +23,50 @@ FOCAL = 700.0
 CAMERA_POSITIONS = [(0.0, 0.0, -600.0), (250.0, -50.0, -560.0), (-250.0, 80.0, -550.0)]
 
 
-@pytest.fixture(scope="module")
-def synthetic_rig(tmp_path_factory):
-    """Board images rendered by homography into 3 distortion-free 640x480 cameras (known truth)."""
-    root = tmp_path_factory.mktemp("synthcal")
-    ppm = 6  # board image pixels per mm
-    texture = BOARD._charuco().generateImage((5 * 30 * ppm, 7 * 30 * ppm), marginSize=0)
-    to_texture = np.array([[ppm, 0, -0.5], [0, ppm, -0.5], [0, 0, 1.0]])
+def _render_views(root, texture, board_to_texture, n_frames, n_cameras=3, seed=0):
+    """Render a board texture by homography into distortion-free 640x480 cameras.
+
+    ``board_to_texture`` (3, 3) maps board-plane mm (the board's object-point frame) to texture
+    px. Returns the cameras' (rvec, tvec), world -> camera.
+    """
     matrix = np.array([[FOCAL, 0, 319.5], [0, FOCAL, 239.5], [0, 0, 1.0]])
-    rng = np.random.default_rng(0)
-    extrinsics = [look_at(p, (0, 0, 0), up=(0, -1, 0)) for p in CAMERA_POSITIONS]
-    for c in range(3):
+    rng = np.random.default_rng(seed)
+    extrinsics = [look_at(p, (0, 0, 0), up=(0, -1, 0)) for p in CAMERA_POSITIONS[:n_cameras]]
+    for c in range(n_cameras):
         (root / f"cam{c}").mkdir()
-    for f in range(14):
+    for f in range(n_frames):
         rot_board = cv2.Rodrigues(rng.normal(0, 0.35, 3))[0]
         t_board = rng.normal(0, 30, 3) - rot_board @ np.array([75.0, 105.0, 0.0])
         for c, (rvec, tvec) in enumerate(extrinsics):
             rot = cv2.Rodrigues(rvec)[0]
             r_cam, t_cam = rot @ rot_board, rot @ t_board + tvec
-            hom = matrix @ np.column_stack([r_cam[:, 0], r_cam[:, 1], t_cam]) @ np.linalg.inv(to_texture)
+            hom = (matrix @ np.column_stack([r_cam[:, 0], r_cam[:, 1], t_cam])
+                   @ np.linalg.inv(board_to_texture))
             image = cv2.warpPerspective(texture, hom, (640, 480), flags=cv2.INTER_LINEAR,
                                         borderValue=128)
             image = cv2.GaussianBlur(image, (3, 3), 0.7) + rng.normal(0, 2, image.shape)
-            cv2.imwrite(str(root / f"cam{c}" / f"view-{f}.png"), np.clip(image, 0, 255).astype(np.uint8))
-    return root, extrinsics
+            cv2.imwrite(str(root / f"cam{c}" / f"view-{f}.png"),
+                        np.clip(image, 0, 255).astype(np.uint8))
+    return extrinsics
+
+
+def _check_rig(group, extrinsics):
+    rot0, t0 = cv2.Rodrigues(extrinsics[0][0])[0], extrinsics[0][1]
+    for c, cam in enumerate(group):
+        assert cam.matrix[0, 0] == pytest.approx(FOCAL, rel=0.01)
+        # world = cam0's frame: compare camera centres expressed in cam0's frame (mm)
+        truth = rot0 @ np.asarray(CAMERA_POSITIONS[c]) + t0
+        assert np.linalg.norm(cam.center - truth) < 6.0  # 1% of the 600 mm distance
+
+
+@pytest.fixture(scope="module")
+def synthetic_rig(tmp_path_factory):
+    """ChArUco board views in 3 cameras with known truth."""
+    root = tmp_path_factory.mktemp("synthcal")
+    ppm = 6  # board image pixels per mm
+    texture = BOARD._charuco().generateImage((5 * 30 * ppm, 7 * 30 * ppm), marginSize=0)
+    to_texture = np.array([[ppm, 0, -0.5], [0, ppm, -0.5], [0, 0, 1.0]])
+    return root, _render_views(root, texture, to_texture, 14)
 
 
 def test_board_files_in_three_layouts(tmp_path):
@@ -91,13 +111,25 @@ def test_synthetic_rig_is_recovered(synthetic_rig):
     report = result.report
     assert report["overall"]["reprojection_px"]["median"] < 0.3
     assert report["overall"]["triangulated_px"]["median"] < 0.3
-    for c, cam in enumerate(result.group):
+    for c in range(3):
         assert report["cameras"][f"cam{c}"]["frames_detected"] >= 12
-        assert cam.matrix[0, 0] == pytest.approx(FOCAL, rel=0.01)
-        # world = cam0's frame: compare camera centres expressed in cam0's frame (mm)
-        rot0, t0 = cv2.Rodrigues(extrinsics[0][0])[0], extrinsics[0][1]
-        truth = rot0 @ np.asarray(CAMERA_POSITIONS[c]) + t0
-        assert np.linalg.norm(cam.center - truth) < 6.0  # 1% of the 600 mm distance
+    _check_rig(result.group, extrinsics)
+
+
+def test_synthetic_checkerboard_rig_is_recovered(tmp_path):
+    board = Board("checkerboard", 6, 8, 25.0)  # 5 x 7 inner corners
+    ppm, margin = 6, 25.0  # white margin of one square around the board
+    squares = np.indices((8, 6)).sum(axis=0) % 2 == 0  # (rows, cols), top-left black
+    texture = np.kron(np.where(squares, 0, 255), np.ones((25 * ppm, 25 * ppm))).astype(np.uint8)
+    texture = cv2.copyMakeBorder(texture, *(int(margin * ppm),) * 4, cv2.BORDER_CONSTANT, value=255)
+    # object points start at the first inner corner: one square plus the margin from the edge
+    offset = ppm * (margin + board.square_length) - 0.5
+    to_texture = np.array([[ppm, 0, offset], [0, ppm, offset], [0, 0, 1.0]])
+    extrinsics = _render_views(tmp_path, texture, to_texture, 10, n_cameras=2, seed=1)
+    result = calibrate(board, {f"cam{c}": tmp_path / f"cam{c}" for c in range(2)})
+    assert result.report["overall"]["frames_detected"] >= 16
+    assert result.report["overall"]["reprojection_px"]["median"] < 0.3
+    _check_rig(result.group, extrinsics)
 
 
 def test_calibrate_command(synthetic_rig, tmp_path, capsys):
