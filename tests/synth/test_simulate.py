@@ -219,6 +219,8 @@ def test_config_validation_and_presets():
     assert SynthConfig.preset("easy", seed=4).seed == 4
     with pytest.raises(ValueError, match="n_mice"):
         SynthConfig(n_mice=3)
+    with pytest.raises(ValueError, match="arena_size"):
+        SynthConfig(arena_size=200)
     with pytest.raises(ValueError, match="even"):
         SynthConfig(width=321)
     with pytest.raises(ValueError, match="difficulty"):

@@ -30,6 +30,12 @@ def _brightness(instance, attribute, value) -> None:
         raise ValueError(f"SynthConfig.brightness_range must satisfy 0 < low <= high, got {value!r}")
 
 
+def _arena(instance, attribute, value) -> None:
+    if not value >= 300.0:
+        raise ValueError(f"SynthConfig.arena_size must be >= 300 mm (room for two mice with "
+                         f"tails), got {value!r}")
+
+
 def _mice(instance, attribute, value) -> None:
     if value not in (1, 2):
         raise ValueError(f"SynthConfig.n_mice must be 1 or 2, got {value!r}")
@@ -72,7 +78,7 @@ class SynthConfig:
         width, height: Image size in px (even numbers).
         fps: Frames per second.
         difficulty: Name of the preset the knobs below came from (informational).
-        arena_size: Side of the square arena floor, mm (centred on the world origin).
+        arena_size: Side of the square arena floor, mm (centred on the world origin; >= 300).
         noise_sigma: Gaussian sensor noise, grey levels (0..255 scale).
         reflection_rate: Mean number of transient spurious reflections per camera and frame
             (QD-like glints on fur, whiskers and the floor near the mice).
@@ -109,7 +115,7 @@ class SynthConfig:
     height: int = attrs.field(default=480, converter=int, validator=_size)
     fps: float = attrs.field(default=30.0, converter=float, validator=_positive)
     difficulty: str = "default"
-    arena_size: float = attrs.field(default=400.0, converter=float, validator=_positive)
+    arena_size: float = attrs.field(default=400.0, converter=float, validator=_arena)
     noise_sigma: float = attrs.field(default=3.0, converter=float, validator=_non_negative)
     reflection_rate: float = attrs.field(default=0.6, converter=float, validator=_non_negative)
     static_reflections: int = attrs.field(default=2, converter=int, validator=_non_negative)

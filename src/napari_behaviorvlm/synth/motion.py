@@ -107,7 +107,7 @@ class _Mouse:
                          s["y"] - back * math.sin(s["heading"])])
 
     def spheres(self) -> tuple[np.ndarray, np.ndarray]:
-        """Spheres ``(9, 3)`` centres and ``(9,)`` radii that contain the body."""
+        """Centres ``(S, 3)`` and radii ``(S,)`` of spheres that together contain the body."""
         centers, rotations, _ = body_ellipsoids(self.posture(), self.scale)
         out_c, out_r = [], []
         for e in range(3):
@@ -175,7 +175,7 @@ def simulate_motion(config: SynthConfig, rng: np.random.Generator) -> dict:
 def _start_positions(rng: np.random.Generator, n_m: int, keep_in: float) -> list[tuple[float, float]]:
     for _ in range(1000):
         pts = rng.uniform(-keep_in * 0.8, keep_in * 0.8, size=(n_m, 2))
-        if n_m == 1 or np.linalg.norm(pts[0] - pts[1]) > 180.0:
+        if n_m == 1 or np.linalg.norm(pts[0] - pts[1]) > min(180.0, 1.2 * keep_in):
             return [tuple(p) for p in pts]
     raise RuntimeError("could not place the mice apart; the arena is too small")
 
