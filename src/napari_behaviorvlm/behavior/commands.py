@@ -58,6 +58,10 @@ def register_bench(bench_subparsers) -> None:
     p.add_argument("--frames", type=int, default=3000, help="synthetic frames per session (3000)")
     p.add_argument("--mice", type=int, default=1, help="synthetic mice per session (1)")
     p.add_argument("--sessions", type=int, default=3, help="synthetic sessions (seeds 0..N-1)")
+    p.add_argument("--noise-mm", type=float, default=0.0,
+                   help="synthetic: Gaussian error (mm, per axis) added to the true 3D poses (0)")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="synthetic: fraction of keypoints removed at random (0)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=_bench)
@@ -146,7 +150,7 @@ def _bench(args: argparse.Namespace) -> int:
             raise ValueError("--dataset needs the dataset folder PATH")
         data = bench_oft(args.path)
     else:
-        data = bench_synthetic(args.frames, args.mice, args.sessions)
+        data = bench_synthetic(args.frames, args.mice, args.sessions, args.noise_mm, args.dropout)
     _write_json(args.json, data, args.overwrite)
     return 0
 
@@ -188,9 +192,13 @@ def bench_oft(path: str | Path) -> dict[str, Any]:
     return {"benchmark": "oft-rearing-grooming", "videos": results}
 
 
-def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int) -> dict[str, Any]:
-    """Local path on simulated sessions (true 3D poses): frame F1 per behavior, segments per
+def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int, noise_mm: float = 0.0,
+                    dropout: float = 0.0) -> dict[str, Any]:
+    """Local path on simulated sessions (true 3D poses, optionally with ``noise_mm`` Gaussian
+    error and a ``dropout`` fraction of missing keypoints): frame F1 per behavior, segments per
     minute before/after merging, boundary recall of the merged segments (tolerance 0.5 s)."""
+    if noise_mm < 0 or not 0 <= dropout < 1:
+        raise ValueError("--noise-mm must be >= 0 and --dropout in [0, 1)")
     from napari_behaviorvlm.behavior import metrics
     from napari_behaviorvlm.behavior.pipeline import (
         SegmentationConfig,
@@ -206,9 +214,12 @@ def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int) -> dict[str, An
     for seed in range(n_sessions):
         sim = simulate(SynthConfig(n_frames=n_frames, n_mice=n_mice, seed=seed))
         fps = sim.config.fps
+        rng = np.random.default_rng(1000 + seed)
+        points = sim.points3d + rng.normal(0.0, noise_mm, sim.points3d.shape)
+        points[rng.random(points.shape[:3]) < dropout] = np.nan
         inputs = SegmentationInputs(n_frames=sim.n_frames, fps=fps,
                                     individuals=list(sim.individual_names),
-                                    points=sim.points3d, keypoint_names=sim.keypoint_names)
+                                    points=points, keypoint_names=sim.keypoint_names)
         result = segment_inputs(inputs, SegmentationConfig())
         for m, name in enumerate(sim.individual_names):
             preds.append(result.segments.frame_labels(sim.n_frames, name))
@@ -243,6 +254,7 @@ def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int) -> dict[str, An
     }
     out = {
         "benchmark": "synthetic", "sessions": n_sessions, "frames": n_frames, "mice": n_mice,
+        "noise_mm": noise_mm, "dropout": dropout,
         "fps": fps, "seconds": seconds, "frame_accuracy": metrics.frame_accuracy(pred_all, truth_all),
         "frame_f1": f1, "segmental_f1": seg_f1, "edit_score": edit,
         "segments_per_minute": spm,
@@ -250,7 +262,8 @@ def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int) -> dict[str, An
         "boundary_recall": {"overseg": recall(clip_labels), "merged": recall(preds), "tol_frames": tol},
     }
     print(f"synthetic: {n_sessions} sessions x {n_frames} frames x {n_mice} mice at {fps:g} fps "
-          f"(true 3D poses), local path, {seconds:.1f} s")
+          f"(true 3D poses + {noise_mm:g} mm noise, {dropout:.0%} dropout), local path, "
+          f"{seconds:.1f} s")
     print("frame F1: " + ", ".join(f"{k} {v:.3f}" for k, v in f1.items())
           + f"; accuracy {out['frame_accuracy']:.3f}")
     print("segmental F1 @0.10/0.25/0.50: " + "/".join(f"{v:.3f}" for v in seg_f1.values())
