@@ -78,6 +78,21 @@ def test_session_folder_loads(written_session):
     assert session.calibration.names == session.camera_names
 
 
+def test_random_access_through_the_session_reader_is_frame_exact(written_session, tmp_path):
+    from napari_behaviorvlm.video.session_io import open_session_videos
+
+    folder, paths = written_session
+    videos = open_session_videos(load_session(folder), cache_dir=tmp_path)
+    try:
+        frames, _ = _decode(paths["cam1"])
+        for f in (17, 3, 29, 0, 16):
+            np.testing.assert_array_equal(np.asarray(videos[1][f]),
+                                          frames[f].to_ndarray(format="gray"))
+    finally:
+        for video in videos:
+            video.close()
+
+
 def test_calibration_reprojects_truth_exactly(written_session, small_sim):
     folder, _ = written_session
     calib = load_calibration(folder / "calibration.toml")
