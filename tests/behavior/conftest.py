@@ -1,5 +1,7 @@
 """Helpers for behavior tests: a hand-built pose sequence with known behavior."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -54,3 +56,42 @@ def scripted():
 def make_scripted():
     """The :func:`scripted_poses` factory."""
     return scripted_poses
+
+
+def _make_test_double_responder(truth, bad_label_clip_start=None):
+    """Responder of a TEST DOUBLE chat server (not a model): caption = majority truth label of
+    the asked frames; merge = consecutive equal labels. ``bad_label_clip_start``: that clip
+    always gets the invalid label "fly"."""
+    from napari_behaviorvlm.vlm.testing import request_text
+
+    def respond(body):
+        system = body["messages"][0]["content"]
+        text = request_text(body)
+        if "captioned video clips" in system:  # merge prompt
+            rows = re.findall(r"^(\d+): frames (\d+)-(\d+), subject (\S+): (\S+) -", text, re.M)
+            segs = []
+            for i, _s, _e, subject, label in rows:
+                if segs and segs[-1]["label"] == label:
+                    segs[-1]["last"] = int(i)
+                else:
+                    segs.append({"first": int(i), "last": int(i), "label": label,
+                                 "caption": f"{subject} {label}", "subject": subject,
+                                 "target": "", "confidence": 0.9})
+            return {"segments": segs}
+        m = re.search(r"frames (\d+) to (\d+).*subject (\S+?),", text, re.S)
+        start, end, subject = int(m[1]), int(m[2]), m[3]
+        values, counts = np.unique(truth[start:end + 1], return_counts=True)
+        label = str(values[np.argmax(counts)])
+        if start == bad_label_clip_start:
+            label = "fly"
+        return {"label": label, "description": f"{subject} does {label}", "pose": "p",
+                "direction": "none", "speed": "slow", "interaction": "none",
+                "subject": subject, "target": "", "confidence": 0.8}
+
+    return respond
+
+
+@pytest.fixture
+def make_test_double_responder():
+    """Factory of test-double responders (see :func:`_make_test_double_responder`)."""
+    return _make_test_double_responder

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from napari_behaviorvlm.cli import main
 from napari_behaviorvlm.core.project import Project, load_project
@@ -47,19 +48,53 @@ def test_bench_oft_command(shared_datasets, tmp_path):
     assert {v["role"] for v in data["videos"]} == {"tuning session", "held out"}
 
 
-def test_segment_command_on_a_video_session(tmp_path, capsys):
-    """A session folder without poses: a new project, segmented from video features."""
+@pytest.fixture(scope="module")
+def video_session(tmp_path_factory):
+    """A small synthetic session folder (2 cameras, 90 frames) and its simulation."""
     from napari_behaviorvlm.synth.config import SynthConfig
     from napari_behaviorvlm.synth.simulate import simulate
     from napari_behaviorvlm.synth.writer import write_synthetic_session
 
+    folder = tmp_path_factory.mktemp("behavior") / "session"
     sim = simulate(SynthConfig(n_cameras=2, n_frames=90, width=160, height=120, seed=2))
-    write_synthetic_session(sim, tmp_path / "session", workers=1)
+    write_synthetic_session(sim, folder, workers=1)
+    return folder, sim
+
+
+def test_segment_command_on_a_video_session(video_session, tmp_path):
+    """A session folder without poses: a new project, segmented from video features."""
+    folder, _ = video_session
     out = tmp_path / "video.bvlm"
-    assert main(["segment", str(tmp_path / "session"), "--out", str(out)]) == 0
+    assert main(["segment", str(folder), "--out", str(out)]) == 0
     project = load_project(out)
     assert project.session.n_frames == 90
     table = project.segments
     assert len(table) >= 1 and {s.label for s in table} <= {"active", "rest"}
     assert table[0].start == 0 and max(s.end for s in table) == 89
     assert "motion" in project.settings["behavior"]["stats"]["features"]
+
+
+def test_segment_command_vlm_backend_over_http(video_session, tmp_path, capsys, monkeypatch,
+                                               make_test_double_responder):
+    """``--backend vlm`` end to end against a TEST DOUBLE server: real video frames are sent;
+    a rerun is answered from the cache."""
+    from napari_behaviorvlm.vlm.testing import TestDoubleChatServer, request_images
+
+    folder, sim = video_session
+    monkeypatch.setenv("BVLM_CLI_TEST_DOUBLE_KEY", "x")
+    responder = make_test_double_responder(np.asarray(sim.behavior[:, 0], dtype=object))
+    out = tmp_path / "vlm.bvlm"
+    with TestDoubleChatServer(responder) as server:
+        args = ["segment", str(folder), "--out", str(out), "--backend", "vlm",
+                "--base-url", server.base_url, "--model", "test-double-model",
+                "--api-key-env", "BVLM_CLI_TEST_DOUBLE_KEY", "--cameras", "0,1"]
+        assert main(args) == 0
+        first = server.request_count
+        assert first >= 2
+        images = request_images(server.requests[0])
+        assert images and images[0].shape[1] <= 320 and len(images) % 2 == 0
+        assert main(args + ["--overwrite"]) == 0
+        assert server.request_count == first  # cached: no new call
+    assert "0 calls" in capsys.readouterr().out
+    labels = {s.label for s in load_project(out).segments}
+    assert labels <= set(sim.behavior[:, 0])

@@ -4,8 +4,6 @@ The responder below answers captions from the scripted truth and merges by group
 labels; what it returns measures the pipeline's plumbing, never a model's accuracy.
 """
 
-import re
-
 import numpy as np
 import pytest
 
@@ -16,41 +14,10 @@ from napari_behaviorvlm.behavior.pipeline import (
 )
 from napari_behaviorvlm.behavior.vlm_backend import sample_frames
 from napari_behaviorvlm.vlm import VLMConfig
-from napari_behaviorvlm.vlm.testing import TestDoubleChatServer, request_images, request_text
+from napari_behaviorvlm.vlm.testing import TestDoubleChatServer, request_images
 
 FPS = 25.0
 KEY_ENV = "BVLM_BEHAVIOR_TEST_DOUBLE_KEY"
-
-
-def make_test_double_responder(truth, bad_label_clip_start=None):
-    """Test-double responder: caption = majority truth label of the asked frames; merge =
-    consecutive equal labels. ``bad_label_clip_start``: that clip always gets label "fly"."""
-
-    def respond(body):
-        system = body["messages"][0]["content"]
-        text = request_text(body)
-        if "captioned video clips" in system:  # merge prompt
-            rows = re.findall(r"^(\d+): frames (\d+)-(\d+), subject (\S+): (\S+) -", text, re.M)
-            segs = []
-            for i, _s, _e, subject, label in rows:
-                if segs and segs[-1]["label"] == label:
-                    segs[-1]["last"] = int(i)
-                else:
-                    segs.append({"first": int(i), "last": int(i), "label": label,
-                                 "caption": f"{subject} {label}", "subject": subject,
-                                 "target": "", "confidence": 0.9})
-            return {"segments": segs}
-        m = re.search(r"frames (\d+) to (\d+).*subject (\S+?),", text, re.S)
-        start, end, subject = int(m[1]), int(m[2]), m[3]
-        values, counts = np.unique(truth[start:end + 1], return_counts=True)
-        label = str(values[np.argmax(counts)])
-        if start == bad_label_clip_start:
-            label = "fly"
-        return {"label": label, "description": f"{subject} does {label}", "pose": "p",
-                "direction": "none", "speed": "slow", "interaction": "none",
-                "subject": subject, "target": "", "confidence": 0.8}
-
-    return respond
 
 
 @pytest.fixture
@@ -79,7 +46,7 @@ def test_sample_frames_about_10_fps():
         assert max(sample_frames(160, end, 25, 10, 100)) <= end
 
 
-def test_vlm_backend_end_to_end_and_cache(vlm_inputs, tmp_path):
+def test_vlm_backend_end_to_end_and_cache(vlm_inputs, tmp_path, make_test_double_responder):
     inputs, truth = vlm_inputs
     with TestDoubleChatServer(make_test_double_responder(truth)) as server:
         result = segment_inputs(inputs, _config(server, tmp_path))
@@ -99,7 +66,8 @@ def test_vlm_backend_end_to_end_and_cache(vlm_inputs, tmp_path):
         assert again.segments.equals(result.segments)
 
 
-def test_malformed_answers_retried_and_invalid_flagged(vlm_inputs, tmp_path):
+def test_malformed_answers_retried_and_invalid_flagged(vlm_inputs, tmp_path,
+                                                    make_test_double_responder):
     inputs, truth = vlm_inputs
     probe = segment_inputs(inputs, SegmentationConfig())  # same clips as the VLM run
     bad = probe.clips[1].start
