@@ -79,3 +79,12 @@ def test_duplicate_names_and_single_camera():
     issues = validate_calibration(CameraGroup([cam[0], _copy(cam[1], "cam0")]))
     assert any("used 2 times" in i.message for i in issues)
     assert any("fewer than 2" in i.message for i in validate_calibration(CameraGroup([cam[0]])))
+
+
+def test_loading_logs_error_level_issues(shared_datasets, caplog):
+    path = shared_datasets / "sleap-anipose-minimal-session" / "calibration.toml"
+    with caplog.at_level("WARNING", logger="napari_behaviorvlm.geometry.camera"):
+        load_calibration(path)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "identical to camera side" in messages[0]
+    assert str(path) in messages[0]

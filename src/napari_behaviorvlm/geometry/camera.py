@@ -11,6 +11,7 @@ Conventions (the same as anipose and OpenCV):
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,9 @@ __all__ = [
     "CalibrationError", "Camera", "CameraGroup", "camera_ring", "load_calibration", "look_at",
     "save_calibration",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class CalibrationError(ValueError):
@@ -266,6 +270,10 @@ def _section_order(key: str):
 def load_calibration(path: str | Path) -> CameraGroup:
     """Read an anipose ``calibration.toml``.
 
+    The calibration is validated on load (:func:`~napari_behaviorvlm.geometry.validation.
+    validate_calibration`): each error-level issue (a copied camera, NaN, a non-positive focal
+    length...) is logged as a warning naming the file; ``behaviorvlm info`` shows them all.
+
     Raises:
         CalibrationError: the file is missing, not TOML, or a camera section is malformed; the
             message names the file and the section.
@@ -278,9 +286,15 @@ def load_calibration(path: str | Path) -> CameraGroup:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CalibrationError(f"{path} is not a valid TOML calibration file: {exc}") from None
     try:
-        return CameraGroup.from_dict(data)
+        group = CameraGroup.from_dict(data)
     except CalibrationError as exc:
         raise CalibrationError(f"{path}: {exc}") from None
+    from napari_behaviorvlm.geometry.validation import validate_calibration
+
+    for issue in validate_calibration(group):
+        if issue.severity == "error":
+            log.warning("%s: %s", path, issue)
+    return group
 
 
 def save_calibration(group: CameraGroup, path: str | Path) -> None:
