@@ -51,7 +51,7 @@ __all__ = ["CACHE_BYTES", "FrameArray", "VideoError", "VideoIndex", "VideoReader
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 3
+INDEX_VERSION = 5
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".mj2", ".h264"}
 )
@@ -327,6 +327,20 @@ def _demux(container, stream) -> Iterator:
             yield packet
 
 
+def _frames_from_duration(container, stream, found: int) -> int:
+    """Frame count implied by the declared duration, or 0 if unknown; only trusted when it
+    exceeds ``found`` by more than 2 frames and 1 % (durations are rounded, audio may be longer)."""
+    rate = float(stream.average_rate or 0)
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / 1e6  # AV_TIME_BASE
+    else:
+        return 0
+    expected = int(round(seconds * rate))
+    return expected if expected > found + max(2, 0.01 * found) else 0
+
+
 def build_index(path: str | os.PathLike) -> VideoIndex:
     """Index ``path`` (one demux pass, decoding only the first frames and the last GOP).
 
@@ -340,18 +354,33 @@ def build_index(path: str | os.PathLike) -> VideoIndex:
         ctx = stream.codec_context
         ctx.thread_type = "AUTO"
         packets = []  # (pts, is_keyframe, is_discard)
-        for packet in _demux(container, stream):
-            packets.append((packet.pts, bool(packet.is_keyframe), bool(packet.is_discard)))
+        demux_error = ""
+        demuxer = container.demux(stream)
+        while True:
+            try:
+                packet = next(demuxer)
+            except StopIteration:
+                break
+            except av.FFmpegError as exc:  # a damaged container: keep what came before
+                demux_error = str(exc)
+                break
+            if packet.size:
+                packets.append((packet.pts, bool(packet.is_keyframe), bool(packet.is_discard)))
         if not packets:
             raise VideoError(f"{path}: no video packets (empty, truncated or corrupt file)")
         # Discarded packets (before an MP4 edit list's start, e.g. after `ffmpeg -ss -c copy`)
         # are decoded as references but never output: they are not frames.
         n_discard = sum(d for _, _, d in packets)
         declared = max(int(stream.frames or 0) - n_discard, len(packets) - n_discard)
+        if not stream.frames:  # no frame count in the header (MKV, WebM): use the duration
+            declared = max(declared, _frames_from_duration(container, stream, len(packets)))
         time_base = stream.time_base or Fraction(1, 1)
         all_pts = [p for p, _, _ in packets]
         ordinal = any(p is None for p in all_pts) or len(set(all_pts)) != len(all_pts)
         problems: list[str] = []
+        if demux_error:
+            problems.append(f"reading the file stops after {len(packets)} packets ({demux_error}); "
+                            "the file is truncated or damaged there")
 
         # First frame: gray detection, and proof that the codec decodes at all.
         container.close()
@@ -433,6 +462,15 @@ def build_index(path: str | os.PathLike) -> VideoIndex:
                 n_frames = 0
                 while n_frames < len(pts_sorted) and pts_sorted[n_frames] in decoded:
                     n_frames += 1
+            if (declared > len(pts_sorted) or demux_error or err_msg) and n_frames > 1:
+                # Cut mid-GOP: a reference frame can survive while the B-frames shown before it
+                # are lost. End before the first timestamp gap of the tail, so the frames kept
+                # are the file's consecutive frames.
+                step = float(np.median(np.diff(pts_sorted[:n_frames])))
+                for j in range(max(tail_start, 1), n_frames):
+                    if pts_sorted[j] - pts_sorted[j - 1] > 1.5 * step:
+                        n_frames = j
+                        break
             if n_frames < len(pts_sorted):
                 problems.append(
                     f"only {n_frames} of {declared} frames decode"
@@ -444,8 +482,9 @@ def build_index(path: str | os.PathLike) -> VideoIndex:
             keyframes, keyframe_pts = [k for k, _ in kept], [kp for _, kp in kept]
         if n_frames == 0:
             raise VideoError(f"{path}: no frame decodes; the file is corrupt or truncated")
-        if declared > n_frames and not problems:
-            problems.append(f"header says {declared} frames, {n_frames} decode")
+        if declared > n_frames and not any("frames decode" in p for p in problems):
+            problems.append(f"only {n_frames} of {declared} frames (by the header's frame count "
+                            "or duration) decode; the file is truncated or damaged")
 
         fps = float(stream.average_rate) if stream.average_rate else 0.0
         if fps <= 0 and pts_sorted is not None and len(pts_sorted) > 1:
