@@ -93,7 +93,6 @@ class LabelingConfig:
     use_refinement: bool = True
     velocity_damping: float = 0.8
     hybrid_margin: float = 1.0
-    shape_prior: bool = False
     cache_dir: str | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -346,33 +345,6 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
     return pred, sigma
 
 
-def shape_correct(pred: np.ndarray, sigma: np.ndarray, body: BodyModel, max_dev_mm: float = 6.0
-                  ) -> None:
-    """Pull predictions that drifted off the body shape back onto it, in place.
-
-    Each keypoint with at least 3 rigid partners (:class:`BodyModel`) is also placed by a rigid
-    fit of a seed pose onto those partners' predictions; where the temporal prediction is more
-    than ``max_dev_mm`` from that shape-based position (e.g. it locked onto a distractor such as
-    the eye shine next to an ear), the shape-based position replaces it.
-    """
-    for m in range(pred.shape[0]):
-        known = np.isfinite(pred[m]).all(axis=-1)
-        for k in range(pred.shape[1]):
-            partners = body.rigid[m, k] & known
-            partners[k] = False
-            if partners.sum() < 3:
-                continue
-            for ref in body.poses:
-                if not (np.isfinite(ref[m][partners]).all() and np.isfinite(ref[m, k]).all()):
-                    continue
-                rot, t = _kabsch(ref[m][partners], pred[m][partners])
-                x_s = ref[m, k] @ rot.T + t
-                if not known[k] or np.linalg.norm(pred[m, k] - x_s) > max_dev_mm:
-                    pred[m, k] = x_s
-                    sigma[m, k] = max(np.nan_to_num(sigma[m, k], nan=0.0), 4.0)
-                break
-
-
 def predict_2d(points2d: np.ndarray, frame: int, direction: int, window: int, damping: float
                ) -> tuple[np.ndarray, np.ndarray]:
     """Per-view 2D prediction from the window's 2D labels (no cross-view information).
@@ -435,8 +407,6 @@ class _Runner:
         if cfg.use_refinement:
             pred3, sig3 = predict_3d(poses.points3d, frame, direction, cfg.window, self.reference,
                                      cfg.velocity_damping)
-            if self.body is not None and cfg.shape_prior:
-                shape_correct(pred3, sig3, self.body)
             pred2 = group.project(pred3)  # (C, M, K, 2)
             depth = np.stack([cam.world_to_camera(pred3)[..., 2] for cam in group])
             focal = np.array([cam.matrix[0, 0] for cam in group])[:, None, None]

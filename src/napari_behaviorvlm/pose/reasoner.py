@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 _BIG = 1e6
+SIGMA0_PX = 2.0
 
 
 @attrs.define(eq=False)
@@ -264,13 +265,15 @@ def _region_groups(skeleton: Skeleton, use_regions: bool) -> dict[str, list[int]
 
 def geometric_cost(pred: np.ndarray, sigma: np.ndarray, candidates: Candidates, gate: float,
                    ref_peak: np.ndarray | None = None, brightness_weight: float = 0.5) -> np.ndarray:
-    """``(K', N)`` cost ``0.5 (d/sigma)^2`` (+ brightness term), ``_BIG`` beyond the gate or
-    where the prediction is missing."""
+    """``(K', N)`` cost ``0.5 (d/sigma)^2 + 2 log(sigma / 2 px)`` (+ brightness term),
+    ``_BIG`` beyond the gate or where the prediction is missing."""
     n = len(candidates)
     if n == 0:
         return np.zeros((len(pred), 0))
     d = np.linalg.norm(pred[:, None, :] - candidates.xy[None], axis=2) / sigma[:, None]
-    cost = 0.5 * d ** 2
+    # + log(sigma^2 / sigma0^2): the Gaussian's normalisation, so an uncertain prediction
+    # does not win a dot from a confident one at the same normalised distance
+    cost = 0.5 * d ** 2 + np.log(np.maximum(sigma, SIGMA0_PX) / SIGMA0_PX)[:, None] * 2.0
     if ref_peak is not None and brightness_weight > 0:
         ratio = np.log(np.maximum(candidates.peak[None, :], 1.0) / np.maximum(ref_peak[:, None], 1.0))
         cost = cost + brightness_weight * np.where(np.isfinite(ratio), ratio ** 2, 0.0)
