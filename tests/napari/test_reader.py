@@ -58,3 +58,20 @@ def test_viewer_opens_session_folder(make_napari_viewer, session_folder):
     for layer in layers:
         shown = np.asarray(layer._slice.image.view)
         assert pattern_index(shown) == 17
+
+
+def test_manifest_claims_folders_and_toml_only(tmp_path):
+    """A catch-all `*` pattern would make napari ask which plugin to use for every file."""
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+
+    def claims(path):
+        return any(r.command.startswith("napari-behaviorvlm.")
+                   for r in pm.iter_compatible_readers([str(path)]))
+
+    (tmp_path / "image.png").write_bytes(b"")
+    (tmp_path / "session.toml").write_text("")
+    assert claims(tmp_path) and claims(tmp_path / "session.toml")
+    assert not claims(tmp_path / "image.png") and not claims(tmp_path / "video.mp4")
