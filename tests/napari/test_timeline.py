@@ -121,3 +121,15 @@ def test_project_state_table_and_autosave(make_napari_viewer, tmp_path):
     state.mark_dirty("segments")
     assert len(widget.shapes.data) == 2
     _close(widget)
+
+
+def test_add_timeline_dock(make_napari_viewer):
+    from napari_behaviorvlm.napari.timeline import add_timeline_dock
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((50, 4, 4), dtype=np.uint8))
+    widget = add_timeline_dock(viewer, SegmentTable([Segment(0, 20, "rest")]))
+    assert "Behavior timeline" in viewer.window._dock_widgets
+    assert len(widget.shapes.data) == 1
+    viewer.window.remove_dock_widget(viewer.window._dock_widgets["Behavior timeline"])
+    _close(widget)

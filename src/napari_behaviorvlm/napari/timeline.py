@@ -39,7 +39,7 @@ from napari_behaviorvlm.behavior.captions import DEFAULT_LABELS
 from napari_behaviorvlm.core.segments import Segment, SegmentTable
 from napari_behaviorvlm.napari.project_state import get_project_state
 
-__all__ = ["PALETTE", "TimelineWidget", "label_colors", "make_timeline_widget"]
+__all__ = ["PALETTE", "TimelineWidget", "add_timeline_dock", "label_colors", "make_timeline_widget"]
 
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac", "#86bcb6", "#d37295"]
@@ -234,11 +234,15 @@ class TimelineWidget(QWidget):
         bottom = max(len(self._row_keys), 1) * self.row_height
         self.playhead.data = []
         self.playhead.add_lines([np.array([[top, f], [bottom, f]])], edge_color="white",
-                                edge_width=max(self.n_frames / 800.0, 0.5))
+                                edge_width=max(self.n_frames / 250.0, 1.0))
 
     def fit(self) -> None:
         """Show the whole time axis."""
         self.model.reset_view()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        self.fit()  # the canvas has its real size only now
 
     # ------------------------------------------------------------------ navigation
     def segment_at(self, y: float, x: float) -> Segment | None:
@@ -365,3 +369,12 @@ class TimelineWidget(QWidget):
 def make_timeline_widget(napari_viewer: napari.viewer.Viewer) -> TimelineWidget:
     """npe2 widget factory: the timeline of the viewer's open project."""
     return TimelineWidget(napari_viewer)
+
+
+def add_timeline_dock(viewer: napari.viewer.Viewer, table: SegmentTable | None = None,
+                      **kwargs: Any) -> TimelineWidget:
+    """Dock a :class:`TimelineWidget` at the bottom of ``viewer`` and return it (for the demo
+    and the sample data; ``kwargs`` go to the widget)."""
+    widget = TimelineWidget(viewer, table=table, **kwargs)
+    viewer.window.add_dock_widget(widget, area="bottom", name="Behavior timeline")
+    return widget
