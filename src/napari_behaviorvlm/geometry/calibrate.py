@@ -472,7 +472,9 @@ class CalibrationResult:
         report: JSON-ready dict: ``board``, ``cameras`` (per camera: ``frames_read``,
             ``frames_detected``, ``corners``, ``intrinsic_rms_px``, ``reprojection_px`` stats,
             ``triangulated_px`` stats), ``overall`` (``reprojection_px``, ``triangulated_px``),
-            ``shared_frames`` and ``bundle_adjustment`` details.
+            ``shared_frames``, ``bundle_adjustment`` details, ``worst_frames`` (the 5 camera
+            frames with the highest median corner error) and ``issues`` (validation of the
+            result, strings).
     """
 
     group: CameraGroup
@@ -657,9 +659,22 @@ def calibrate_from_detections(detections: list[CameraDetections], board: Board,
     report["bundle_adjustment"] = {"median_before_px": float(np.median(before)),
                                    "median_after_px": float(np.median(after)),
                                    "iterations": n_iter, "converged": converged}
+    # the frames that fit worst (median corner error per camera and frame), to spot blur or a
+    # misdetection
+    worst = []
+    for c, det in enumerate(detections):
+        for key in det.frames:
+            sel = (obs_cam == c) & (obs_frame == frame_index[key])
+            worst.append((float(np.median(model_err[sel])), det.name, key))
+    worst.sort(reverse=True)
+    report["worst_frames"] = [{"camera": name, "frame": key, "median_px": err}
+                              for err, name, key in worst[:5]]
     group.metadata = {"calibrated_by": "napari-behaviorvlm", "board": board.to_dict(),
                       "error_median_px": report["overall"]["reprojection_px"]["median"],
                       "error_p95_px": report["overall"]["reprojection_px"]["p95"]}
+    from napari_behaviorvlm.geometry.validation import validate_calibration
+
+    report["issues"] = [str(issue) for issue in validate_calibration(group)]
     return CalibrationResult(group, report)
 
 

@@ -142,6 +142,10 @@ def format_calibration_report(report: dict) -> str:
     lines.append("errors in px: board-model reprojection after bundle adjustment (median, mean, "
                  "p95, max); rms = per-camera calibrateCamera; tri.med = corners triangulated "
                  "from all views, reprojected")
+    if report.get("worst_frames"):
+        lines.append("worst frames: " + ", ".join(
+            f"{w['camera']} #{w['frame']} {w['median_px']:.2f} px" for w in report["worst_frames"]))
+    lines.extend(f"check: {issue}" for issue in report.get("issues", []))
     return "\n".join(lines)
 
 
