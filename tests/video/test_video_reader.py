@@ -274,10 +274,14 @@ def test_edit_list_cut_frames_not_counted(make_video, tmp_path):
 
 @pytest.mark.parametrize("name,codec,seekable", [("x.avi", "mpeg4", True),
                                                  ("h.avi", "libx264", False),
-                                                 ("p.mov", "png", True)])
+                                                 ("p.mov", "png", True),
+                                                 ("v.webm", "libvpx-vp9", True),
+                                                 ("m.mpg", "mpeg2video", True),
+                                                 ("raw.h264", "libx264", False)])
 def test_other_containers_and_codecs(make_video, name, codec, seekable):
     """AVI stores no presentation timestamps: with H.264 B-frames its guessed pts are wrong, so
-    the reader counts frames in output order (exact, but random access restarts from frame 0)."""
+    the reader counts frames in output order (exact, but random access restarts from frame 0);
+    so does a raw H.264 stream, which has no timestamps at all."""
     path = make_video(name, codec=codec, pix_fmt="rgb24" if codec == "png" else "yuv420p")
     reference = [pattern_index(f) for f in _decode_all(path, False)]
     assert reference == list(range(40))

@@ -780,7 +780,11 @@ class VideoReader(FrameArray):
             return
         for k in range(kpos, -1, -1):
             start_pts = self.index.keyframe_pts[k]
-            self._container.seek(int(start_pts), stream=self._stream, backward=True)
+            try:
+                self._container.seek(int(start_pts), stream=self._stream, backward=True)
+            except av.FFmpegError:  # a format that cannot seek: start over from the beginning
+                self.close()
+                self._ensure_open()
             self._stream.codec_context.flush_buffers()
             packets = _demux(self._container, self._stream)
             first = next(packets, None)
