@@ -290,3 +290,17 @@ def test_other_containers_and_codecs(make_video, name, codec, seekable):
     assert any("no usable timestamps" in p for p in reader.index.problems) is not seekable
     for i in np.random.default_rng(1).permutation(40)[:15]:
         assert pattern_index(reader[int(i)]) == i
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_conversion_matches_pyav_to_ndarray(make_video, gray):
+    from av.video.reformatter import VideoReformatter
+
+    path = make_video("a.mp4", gray=gray)
+    reformatter = VideoReformatter()
+    out = np.empty((48, 64) if gray else (48, 64, 3), np.uint8)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            expected = frame.to_ndarray(format="gray" if gray else "rgb24")
+            np.testing.assert_array_equal(frame_to_array(frame, gray, reformatter), expected)
+            np.testing.assert_array_equal(frame_to_array(frame, gray, reformatter, out), expected)
