@@ -11,6 +11,7 @@ source, reprojection_error, flagged, reasons).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,7 +37,12 @@ ROLE_KEY = "behaviorvlm"
 
 def _set_quietly(layer: Any, **values: Any) -> None:
     """Set layer attributes with its events and redraws held back (see :func:`_redraw`)."""
-    with layer._block_refresh(), layer.events.blocker_all():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(layer._block_refresh())
+        stack.enter_context(layer.events.blocker_all())
+        for manager in ("_face", "_border"):  # Points color managers redraw on their own
+            if hasattr(layer, manager):
+                stack.enter_context(getattr(layer, manager).events.blocker_all())
         for name, value in values.items():
             setattr(layer, name, value)
 
@@ -115,8 +121,8 @@ class KeypointLayers:
                 visible=self.settings.show_skeleton, metadata={**meta, "role": "skeleton"},
             )
             self.hints[cam] = self.viewer.add_points(
-                np.zeros((0, 3)), ndim=3, name=f"{cam} hints", symbol="cross", size=size * 1.4,
-                face_color="cyan", border_width=0, opacity=0.9, visible=self.settings.show_hints,
+                np.zeros((0, 3)), ndim=3, name=f"{cam} hints", symbol="cross", size=size * 1.2,
+                face_color="cyan", border_width=0, opacity=0.8, visible=self.settings.show_hints,
                 metadata={**meta, "role": "hints"},
             )
             self.hints[cam].editable = False

@@ -220,7 +220,7 @@ class BehaviorVLMWidget(QWidget):
         self.names_check.toggled.connect(self._names_toggled)
         self.skeleton_check = QCheckBox("skeleton edges")
         self.skeleton_check.toggled.connect(self._skeleton_toggled)
-        self.hints_check = QCheckBox("reprojection hints (cyan +)")
+        self.hints_check = QCheckBox("reprojection hints (+)")
         self.hints_check.setChecked(True)
         self.hints_check.toggled.connect(self._hints_toggled)
         for check in (self.names_check, self.skeleton_check, self.hints_check):
@@ -397,6 +397,7 @@ class BehaviorVLMWidget(QWidget):
         self.layers = KeypointLayers(self.viewer, state, self.settings, images,
                                      on_edit=self._on_user_edit)
         self._fill_from_project()
+        self.viewer.dims.axis_labels = ("frame", "y", "x")
         frame = min(max(int(self.settings.frame), 0), state.project.poses.n_frames - 1)
         self.viewer.dims.set_current_step(0, frame)
         self.viewer.reset_view()
@@ -856,7 +857,11 @@ class BehaviorVLMWidget(QWidget):
         self._last_report = report
         secs = time.perf_counter() - self._run_started
         stopped = " (cancelled)" if self._cancel.is_set() else ""
-        self.run_status.setText(f"Done{stopped} in {secs:.1f} s. {report}")
+        self.run_status.setText(
+            f"Done{stopped} in {secs:.1f} s: {len(report.frames_done)} frames labeled, "
+            f"{report.frames_skipped} skipped (seeds or done before), {report.n_flagged} labels "
+            f"flagged for review, {report.vlm_calls} VLM calls. Human and seed labels were kept.")
+        self.say("Run finished: review the flagged labels (Review tab, N / Shift-N).")
 
     def _on_run_errored(self, exc: BaseException) -> None:
         self.run_status.setText("")
@@ -927,6 +932,7 @@ class BehaviorVLMWidget(QWidget):
                          & (feats["individual"] == item.individual).to_numpy())[0]
         layer.mode = "select"
         layer.selected_data = set(int(i) for i in hit)
+        self.say(f"{item.describe()}. Drag the point to correct it, or accept it.")
 
     def accept_selected(self) -> None:
         """Accept the flagged label selected in the list."""
