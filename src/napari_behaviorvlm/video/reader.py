@@ -437,31 +437,31 @@ def build_index(path: str | os.PathLike) -> VideoIndex:
             seek_points.setdefault(0, min(all_pts))
             keyframes = sorted(seek_points)
             keyframe_pts = [seek_points[f] for f in keyframes]
-            # Decode the tail (from the last keyframe) to learn how many frames really decode.
-            tail_start = keyframes[-1]
-            decoded = set()
-            err_msg = ""
-            stream.codec_context.flush_buffers()
-            container.seek(int(keyframe_pts[-1]), stream=stream, backward=True)
-            for frame, err in _decode_packets(container, stream, _demux(container, stream)):
-                if frame is None:
-                    err_msg = err
+            # Decode the tail (from the last keyframe) to learn how many frames really decode;
+            # if seeking fails or lands nowhere, decode the whole file once instead.
+            for tail_start in dict.fromkeys((keyframes[-1], 0)):
+                container.close()
+                container, stream = _open_container(path)
+                stream.codec_context.thread_type = "AUTO"
+                try:
+                    if tail_start:
+                        container.seek(int(keyframe_pts[-1]), stream=stream, backward=True)
+                except av.FFmpegError:
+                    continue
+                decoded: set[int] = set()
+                err_msg = ""
+                for frame, err in _decode_packets(container, stream, _demux(container, stream)):
+                    if frame is None:
+                        err_msg = err
+                        break
+                    if frame.pts is not None:
+                        decoded.add(frame.pts)
+                        last = frame
+                if decoded or not tail_start:
                     break
-                if frame.pts is not None:
-                    decoded.add(frame.pts)
-                    last = frame
             n_frames = tail_start
             while n_frames < len(pts_sorted) and pts_sorted[n_frames] in decoded:
                 n_frames += 1
-            if n_frames == tail_start and tail_start > 0 and not decoded:
-                # The seek failed to land: fall back to decoding everything once.
-                container.seek(0, stream=stream)
-                stream.codec_context.flush_buffers()
-                decoded = {f.pts for f, _ in _decode_packets(
-                    container, stream, _demux(container, stream)) if f is not None}
-                n_frames = 0
-                while n_frames < len(pts_sorted) and pts_sorted[n_frames] in decoded:
-                    n_frames += 1
             if (declared > len(pts_sorted) or demux_error or err_msg) and n_frames > 1:
                 # Cut mid-GOP: a reference frame can survive while the B-frames shown before it
                 # are lost. End before the first timestamp gap of the tail, so the frames kept
