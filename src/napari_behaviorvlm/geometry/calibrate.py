@@ -5,7 +5,8 @@ Steps:
 1. **Detection** of the board's inner corners in every frame of every camera
    (``cv2.aruco.CharucoDetector`` for ChArUco, ``cv2.findChessboardCorners`` + sub-pixel
    refinement for a checkerboard). A frame counts when at least ``min_corners`` corners are found.
-2. **Intrinsics** per camera with ``cv2.calibrateCamera`` (OpenCV ``k1 k2 p1 p2 k3`` model).
+2. **Intrinsics** per camera with ``cv2.calibrateCamera`` (OpenCV ``k1 k2 p1 p2`` model; ``k3``
+   stays 0 unless ``fix_k3=False``, so the radial polynomial does not fold back inside the image).
 3. **Extrinsics**: per frame, the board pose in each camera; the relative pose of two cameras is
    averaged over the frames they share, and poses are chained from the first camera over the
    camera graph (maximum spanning tree on the number of shared frames). The world frame is the
@@ -482,8 +483,8 @@ class CalibrationResult:
 
 
 def calibrate(board: Board, sources: Mapping[str, str | Path], every: int = 1,
-              min_corners: int = 6, progress: Callable[[str], None] | None = None
-              ) -> CalibrationResult:
+              min_corners: int = 6, fix_k3: bool = True,
+              progress: Callable[[str], None] | None = None) -> CalibrationResult:
     """Detect the board in every camera's images or video, then calibrate all cameras.
 
     Args:
@@ -491,18 +492,29 @@ def calibrate(board: Board, sources: Mapping[str, str | Path], every: int = 1,
         sources: Camera name -> folder of images, glob, or video (camera order = output order).
         every: Use every n-th image/frame.
         min_corners: Minimum corners for a frame to count.
+        fix_k3: Keep ``k3`` at 0 (see :func:`calibrate_from_detections`).
         progress: Optional callback receiving progress lines.
     """
     if len(sources) < 1:
         raise CalibrationError("no cameras given")
     detections = [detect_board_in_source(name, spec, board, every, min_corners, progress)
                   for name, spec in sources.items()]
-    return calibrate_from_detections(detections, board, progress=progress)
+    return calibrate_from_detections(detections, board, fix_k3=fix_k3, progress=progress)
 
 
 def calibrate_from_detections(detections: list[CameraDetections], board: Board,
+                              fix_k3: bool = True,
                               progress: Callable[[str], None] | None = None) -> CalibrationResult:
-    """Intrinsics, chained extrinsics and bundle adjustment from detected corners."""
+    """Intrinsics, chained extrinsics and bundle adjustment from detected corners.
+
+    Args:
+        detections: Per camera, in output order (the first is the world reference).
+        board: The board.
+        fix_k3: Keep the 6th-order radial term ``k3`` at 0 (OpenCV's advice unless the lens is
+            close to fisheye): with free ``k3`` the polynomial tends to fold back just outside
+            the area the board covered.
+        progress: Optional callback receiving progress lines.
+    """
     say = progress or (lambda _msg: None)
     objp_all = board.object_points()
     names = [d.name for d in detections]
@@ -519,7 +531,8 @@ def calibrate_from_detections(detections: list[CameraDetections], board: Board,
                 "(squares, marker size, dictionary) and that the board is fully visible")
         obj = [objp_all[det.frames[k][0]].astype(np.float32) for k in keys]
         img = [det.frames[k][1].astype(np.float32) for k in keys]
-        rms, matrix, dist, rvecs, tvecs = cv2.calibrateCamera(obj, img, det.size, None, None)
+        rms, matrix, dist, rvecs, tvecs = cv2.calibrateCamera(
+            obj, img, det.size, None, None, flags=cv2.CALIB_FIX_K3 if fix_k3 else 0)
         say(f"{det.name}: intrinsics from {len(keys)} frames, RMS {rms:.3f} px")
         intrinsics.append((matrix, dist.reshape(-1)[:5], float(rms)))
         poses.append({k: _to_rt(r, t) for k, r, t in zip(keys, rvecs, tvecs)})
@@ -574,6 +587,8 @@ def calibrate_from_detections(detections: list[CameraDetections], board: Board,
     # free parameters: all camera params except camera 0's extrinsics, and all board poses
     free_cam = np.ones((n_cam, 15), dtype=bool)
     free_cam[0, 9:] = False
+    if fix_k3:
+        free_cam[:, 8] = False
     n_free_cam = int(free_cam.sum())
     col_of_cam = np.full((n_cam, 15), -1)
     col_of_cam[free_cam] = np.arange(n_free_cam)

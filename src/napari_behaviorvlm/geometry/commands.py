@@ -41,6 +41,9 @@ def register(subparsers) -> None:
                         help="use every n-th image/frame (default 1; raise it for long videos)")
     parser.add_argument("--min-corners", type=int, default=6,
                         help="ignore frames with fewer detected corners (default 6)")
+    parser.add_argument("--free-k3", action="store_true",
+                        help="also fit the 6th-order radial term k3 (default: k3 = 0, which keeps "
+                             "the distortion model invertible over the whole image)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every frame's detection")
     parser.set_defaults(func=_calibrate)
@@ -118,7 +121,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             print(message, flush=True)
 
     result = calibrate(board, sources, every=args.every, min_corners=args.min_corners,
-                       progress=progress)
+                       fix_k3=not args.free_k3, progress=progress)
     save_calibration(result.group, args.output)
     print(format_calibration_report(result.report))
     print(f"wrote {args.output}")
