@@ -304,3 +304,17 @@ def test_conversion_matches_pyav_to_ndarray(make_video, gray):
             expected = frame.to_ndarray(format="gray" if gray else "rgb24")
             np.testing.assert_array_equal(frame_to_array(frame, gray, reformatter), expected)
             np.testing.assert_array_equal(frame_to_array(frame, gray, reformatter, out), expected)
+
+
+def test_scrubbing_back_after_a_jump_is_cached(make_video):
+    reader = VideoReader(make_video("a.mp4", gop=12), cache_frames=16)
+    assert pattern_index(reader[35]) == 35  # jump: decodes 24..35, keeps 27..35
+    decoded = reader.stats["decoded"]
+    for i in range(34, 26, -1):
+        assert pattern_index(reader[i]) == i
+    assert reader.stats["decoded"] == decoded  # no decoding for stepping back
+    # reading every 3rd frame forward converts only the frames asked for
+    strided = VideoReader(reader.path, cache_frames=16)
+    for i in range(0, 40, 3):
+        strided[i]
+    assert len(strided._cache) == len(range(0, 40, 3))

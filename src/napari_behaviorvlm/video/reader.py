@@ -742,9 +742,11 @@ class VideoReader(FrameArray):
     def _decode_to(self, i: int) -> np.ndarray:
         kf = self.index.keyframes[self.index.keyframe_before(i)]
         ahead = self._frames is not None and self._pos < i
+        keep_from = i + 1  # continuing forward: frames skipped over are not converted
         if not (ahead and (kf <= self._pos + 1 or i - self._pos <= _FORWARD_SLACK)):
             self._start_at(self.index.keyframe_before(i))
-        keep_from = i - max(self.cache_frames // 2, 0)
+            # A jump (scrubbing): keep the frames decoded on the way, stepping back is then free.
+            keep_from = i - self.cache_frames // 2
         for j, frame in self._frames:
             self._pos = j
             if j == i:
