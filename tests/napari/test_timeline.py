@@ -133,3 +133,60 @@ def test_add_timeline_dock(make_napari_viewer):
     assert len(widget.shapes.data) == 1
     viewer.window.remove_dock_widget(viewer.window._dock_widgets["Behavior timeline"])
     _close(widget)
+
+
+def test_segment_button_runs_in_a_worker(make_napari_viewer, qtbot, tmp_path):
+    from napari_behaviorvlm.core.project import Project
+    from napari_behaviorvlm.core.session import Session
+    from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
+    from napari_behaviorvlm.napari.project_state import ProjectState, set_project_state
+    from napari_behaviorvlm.napari.timeline import TimelineWidget
+    from napari_behaviorvlm.synth.config import SynthConfig
+    from napari_behaviorvlm.synth.simulate import simulate
+
+    sim = simulate(SynthConfig(n_frames=300, seed=0))
+    viewer = make_napari_viewer()
+    project = Project.new(Session(cameras=[], fps=30, n_frames=300), default_qd_mouse_skeleton())
+    project.poses.points3d[:] = sim.points3d
+    project.segments.add(Segment(0, 29, "groom", source="human"))
+    state = ProjectState(project=project, path=tmp_path / "p.bvlm")
+    set_project_state(viewer, state)
+    widget = TimelineWidget(viewer)
+    worker = widget.run_segmentation()
+    with qtbot.waitSignal(worker.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
+    assert widget.progress.value() == 100
+    assert any(s.source == "model" for s in project.segments)
+    assert any(s.source == "human" and s.label == "groom" for s in project.segments)
+    assert len(widget.shapes.data) == len(project.segments)
+    assert (tmp_path / "p.bvlm").is_file()  # saved
+    # cancel: nothing changes
+    before = [s.to_dict() for s in project.segments]
+    worker = widget.run_segmentation()
+    widget.cancel()
+    with qtbot.waitSignal(worker.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
+    after = [s.to_dict() for s in project.segments]
+    assert len(after) == len(before)
+    _close(widget)
+
+
+def test_segment_button_reports_errors(make_napari_viewer, qtbot):
+    """No poses and no video: the dock says so (no traceback)."""
+    from napari_behaviorvlm.core.project import Project
+    from napari_behaviorvlm.core.session import Session
+    from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
+    from napari_behaviorvlm.napari.project_state import ProjectState, set_project_state
+    from napari_behaviorvlm.napari.timeline import TimelineWidget
+    viewer = make_napari_viewer()
+    project = Project.new(Session(cameras=[], fps=30, n_frames=30), default_qd_mouse_skeleton())
+    set_project_state(viewer, ProjectState(project=project))
+    w = TimelineWidget(viewer)
+    worker = w.run_segmentation()
+    with qtbot.waitSignal(worker.finished, timeout=20000):
+        pass
+    qtbot.waitUntil(lambda: w.worker is None)
+    assert "failed" in w.info.text()
+    _close(w)

@@ -28,6 +28,7 @@ from napari_behaviorvlm.core.segments import Segment, SegmentTable
 
 __all__ = [
     "FrameSource",
+    "apply_to_project",
     "SegmentationCancelled",
     "SegmentationConfig",
     "SegmentationInputs",
@@ -272,11 +273,22 @@ def run_segmentation(
     if isinstance(project_or_inputs, Project):
         project = project_or_inputs
         result = segment_inputs(inputs_from_project(project), config, on_progress, should_stop, client)
-        project.segments.replace_model_segments(
-            trim_around(result.segments, project.segments.human()))
-        project.settings["behavior"] = config.to_settings() | {"stats": result.stats}
-        return project.segments
+        return apply_to_project(project, result, config)
     return segment_inputs(project_or_inputs, config, on_progress, should_stop, client).segments
+
+
+def apply_to_project(project: Project, result: SegmentationResult,
+                     config: SegmentationConfig) -> SegmentTable:
+    """Put a run's model segments into ``project.segments`` (previous model segments replaced,
+    human segments kept and the new ones trimmed off their frames) and record the run's
+    parameters and stats in ``project.settings["behavior"]``; returns ``project.segments``.
+
+    (Separate from :func:`run_segmentation` so a GUI can compute in a worker thread and apply
+    on its main thread.)
+    """
+    project.segments.replace_model_segments(trim_around(result.segments, project.segments.human()))
+    project.settings["behavior"] = config.to_settings() | {"stats": result.stats}
+    return project.segments
 
 
 def trim_around(segments: Iterable[Segment], keep: Sequence[Segment]) -> list[Segment]:

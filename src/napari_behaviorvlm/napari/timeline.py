@@ -21,12 +21,13 @@ import napari
 import numpy as np
 from napari.components import ViewerModel
 from napari.qt import QtViewer
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QShortcut,
     QVBoxLayout,
@@ -36,6 +37,13 @@ from qtpy.QtGui import QKeySequence
 
 from napari_behaviorvlm.behavior import editing
 from napari_behaviorvlm.behavior.captions import DEFAULT_LABELS
+from napari_behaviorvlm.behavior.pipeline import (
+    SegmentationCancelled,
+    SegmentationConfig,
+    apply_to_project,
+    inputs_from_project,
+    segment_inputs,
+)
 from napari_behaviorvlm.core.segments import Segment, SegmentTable
 from napari_behaviorvlm.napari.project_state import get_project_state
 
@@ -56,6 +64,10 @@ def label_colors(labels: list[str]) -> dict[str, str]:
 class TimelineWidget(QWidget):
     """The timeline dock (see the module docstring).
 
+    The "segment behavior" button runs the local pipeline on the open project in a worker
+    thread with a progress bar and a cancel button; the result replaces the project's model
+    segments (human segments stay) and is saved like an edit.
+
     Args:
         viewer: the main napari viewer (its dims drive the playhead; clicks move them).
         table: the segment table to show and edit; default: the open project's
@@ -66,6 +78,8 @@ class TimelineWidget(QWidget):
             when it has a file.
         rows: ``"label"`` (one row per label) or ``"animal"`` (one row per subject).
     """
+
+    progress_changed = Signal(float, str)
 
     def __init__(self, viewer: Any, table: SegmentTable | None = None, n_frames: int | None = None,
                  on_save: Callable[[], None] | None = None, rows: str = "label") -> None:
@@ -111,7 +125,25 @@ class TimelineWidget(QWidget):
             buttons.addWidget(button, i // 5, i % 5)
             self.buttons[text] = button
 
+        self.segment_button = QPushButton("segment behavior (local)")
+        self.segment_button.setToolTip("over-segment, caption and merge the open project's poses "
+                                       "(or video); human segments are kept")
+        self.segment_button.clicked.connect(lambda: self._guarded(self.run_segmentation))
+        self.cancel_button = QPushButton("cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.worker: Any = None
+        self._stop_requested = False
+        self.progress_changed.connect(self._show_progress)
+
         layout = QVBoxLayout(self)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.segment_button)
+        run_row.addWidget(self.progress, stretch=1)
+        run_row.addWidget(self.cancel_button)
+        layout.addLayout(run_row)
         layout.addWidget(self.canvas, stretch=1)
         layout.addWidget(self.legend)
         row = QHBoxLayout()
@@ -134,6 +166,7 @@ class TimelineWidget(QWidget):
 
     def teardown(self) -> None:
         """Disconnect from the viewer and project state and close the timeline canvas."""
+        self._stop_requested = True
         try:
             self.viewer.dims.events.current_step.disconnect(self._update_playhead)
         except (TypeError, ValueError, RuntimeError):
@@ -307,6 +340,72 @@ class TimelineWidget(QWidget):
     def previous_segment(self) -> None:
         """Select the previous segment and jump to its start."""
         self._step(-1)
+
+    # ------------------------------------------------------------------ segmentation run
+    def run_segmentation(self, config: SegmentationConfig | None = None) -> Any:
+        """Segment the open project in a worker thread (progress bar, cancel); the result is
+        applied to the project and saved on the main thread. Returns the worker."""
+        state = get_project_state(self.viewer)
+        if state is None:
+            raise ValueError("open or create a project first (BehaviorVLM labeling dock)")
+        if self.worker is not None:
+            raise ValueError("a segmentation run is already going")
+        from napari.qt.threading import thread_worker
+
+        config = config or SegmentationConfig()
+        project = state.project
+        inputs = inputs_from_project(project)  # read on the main thread
+        self._stop_requested = False
+
+        @thread_worker
+        def work():
+            # the signal crosses threads: the progress bar is updated on the main thread
+            try:
+                return segment_inputs(inputs, config, on_progress=self.progress_changed.emit,
+                                      should_stop=lambda: self._stop_requested)
+            except SegmentationCancelled:
+                return None
+            except (ValueError, OSError) as exc:  # a user-fixable problem: shown in the dock
+                return ("error", str(exc))  # (superqt re-raises a returned exception)
+
+        worker = work()
+        worker.returned.connect(lambda result: self._finish(project, result, config))
+        worker.errored.connect(self._failed)
+        worker.finished.connect(self._worker_done)
+        self.worker = worker
+        self.segment_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        worker.start()
+        return worker
+
+    def _show_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(round(100 * fraction)))
+        self.progress.setFormat(f"%p% {message}")
+
+    def _finish(self, project: Any, result: Any, config: SegmentationConfig) -> None:
+        if result is None:
+            self.info.setText("segmentation cancelled; nothing changed")
+            return
+        if isinstance(result, tuple):
+            self._failed(result[1])
+            return
+        apply_to_project(project, result, config)
+        self.progress.setValue(100)
+        self.info.setText(f"{result.stats['n_clips']} clips -> {result.stats['n_segments']} segments")
+        self._edited(None)
+
+    def _failed(self, exc: BaseException | str) -> None:
+        self.info.setText(f"<span style='color:#e15759'>segmentation failed: {exc}</span>")
+
+    def _worker_done(self) -> None:
+        self.worker = None
+        self.segment_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def cancel(self) -> None:
+        """Ask the running segmentation to stop (it stops between steps; nothing is written)."""
+        self._stop_requested = True
 
     # ------------------------------------------------------------------ edits
     def _guarded(self, action: Callable[[], None]) -> None:
