@@ -11,9 +11,10 @@ Steps:
    averaged over the frames they share, and poses are chained from the first camera over the
    camera graph (maximum spanning tree on the number of shared frames). The world frame is the
    first camera's frame (anipose's convention), in the board's unit (mm).
-4. **Bundle adjustment**: robust Levenberg-Marquardt (soft-L1 loss with a 1 px scale; Jacobian by
-   central differences grouped over the block structure) over every camera's intrinsics, distortion and extrinsics (the first camera's
-   extrinsics stay fixed) and every frame's board pose, minimizing the corner reprojection error.
+4. **Bundle adjustment**: robust Levenberg-Marquardt (soft-L1 loss with a 1 px scale; Jacobian
+   by central differences grouped over the block structure) over every camera's intrinsics,
+   distortion and extrinsics (the first camera's extrinsics stay fixed) and every frame's board
+   pose, minimizing the corner reprojection error.
 5. **Report** per camera and overall: reprojection error of the board model in px (median, mean,
    p95, max) after adjustment, the number of frames and corners detected, the per-camera
    ``calibrateCamera`` RMS, and the error of corners triangulated from all views that saw them.

@@ -58,7 +58,8 @@ def register(subparsers) -> None:
             "implausible cameras). SESSION may also be a calibration.toml alone."
         ),
     )
-    info.add_argument("session", metavar="SESSION", help="session folder, session.toml or calibration.toml")
+    info.add_argument("session", metavar="SESSION",
+                      help="session folder, session.toml or calibration.toml")
     info.add_argument("--json", metavar="FILE", help="also write the description as JSON")
     info.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     info.set_defaults(func=_info)
@@ -76,9 +77,11 @@ def register_bench(bench_subparsers) -> None:
             "CameraGroup.triangulate when it is installed. Reports medians of the repeats."
         ),
     )
-    parser.add_argument("--points", type=int, default=100_000, help="number of 3D points (default 100000)")
+    parser.add_argument("--points", type=int, default=100_000,
+                        help="number of 3D points (default 100000)")
     parser.add_argument("--cameras", type=int, default=6, help="number of cameras (default 6)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats, median reported (default 3)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed repeats, median reported (default 3)")
     parser.add_argument("--baseline-points", type=int, default=2_000,
                         help="points timed for the per-point baseline (default 2000)")
     parser.add_argument("--no-aniposelib", action="store_true", help="skip the aniposelib comparison")
@@ -262,7 +265,8 @@ def _bench_triangulate(args: argparse.Namespace) -> int:
           f"{res['repeats']} repeats")
     print(f"  vectorized DLT   {res['vectorized']['points_per_s']:>12,.0f} points/s  "
           f"(median error to truth {res['vectorized']['median_error_to_truth_mm']:.3f} mm)")
-    extrapolated = " (timed on %d points, extrapolated)" % base["points_timed"] if base["extrapolated"] else ""
+    extrapolated = (f" (timed on {base['points_timed']} points, extrapolated)"
+                    if base["extrapolated"] else "")
     print(f"  per-point loop   {base['points_per_s']:>12,.0f} points/s{extrapolated}; "
           f"max diff {base['max_diff_mm']:.2e} mm")
     print(f"  speed-up vs per-point loop: {res['speedup_vs_per_point']:.1f}x (target >= 20x)")

@@ -11,8 +11,8 @@ Conventions:
 
 Every function works on all points at once: the pixels are undistorted per camera in one OpenCV
 call, the DLT systems of every point are built column by column as ``(2C, N)`` arrays and each
-point's least-squares solution of ``A [X, 1]^T = 0`` comes from its 3 x 3 normal equations, solved in
-closed form for every point at once. World coordinates are centred and scaled on the cameras
+point's least-squares solution of ``A [X, 1]^T = 0`` comes from its 3 x 3 normal equations,
+solved in closed form for every point at once. World coordinates are centred and scaled on the cameras
 before solving (Hartley-style conditioning), so noise-free points come back to ~1e-9 mm.
 """
 
@@ -191,9 +191,10 @@ def triangulate_ransac(points2d, group: CameraGroup, threshold_px: float = 15.0,
     The hypotheses are the fit on all observed views and every pair of cameras; each is
     triangulated for all points at once and every view with a 2D point scores as an inlier when
     it reprojects within ``threshold_px``. Points whose all-view fit already has every view as an
-    inlier skip the pairs. Per point, the hypothesis with the most inliers wins (ties: the smallest mean inlier error); the
-    point is then refitted by weighted DLT on the winning inliers, and the inlier set is
-    re-scored once against the refitted point (views may join or leave) and refitted again.
+    inlier skip the pairs. Per point, the hypothesis with the most inliers wins (ties: the
+    smallest mean inlier error); the point is then refitted by weighted DLT on the winning
+    inliers, and the inlier set is re-scored once against the refitted point (views may join or
+    leave) and refitted again.
 
     Args:
         points2d: (C, ..., 2) distorted px, NaN = missing view.

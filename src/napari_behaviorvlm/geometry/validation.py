@@ -135,9 +135,10 @@ def validate_calibration(group: CameraGroup) -> list[CalibrationIssue]:
     Checks: non-finite values, non-positive image size or focal length, principal point outside
     the image (error) or far from its centre (warning), a radial distortion model that folds
     back inside the image (:meth:`Camera.distortion_limit`; error below half of the distance to
-    the farthest corner, else warning) or that is huge (warning), large tangential distortion, improper rotation, duplicate names, and for
-    each camera pair: identical or near-identical cameras (same position and orientation, error,
-    reported once as a duplicate) or two cameras at the same position (warning).
+    the farthest corner, else warning) or that is huge (warning), large tangential distortion,
+    improper rotation, duplicate names, and for each camera pair: identical or near-identical
+    cameras (same position and orientation, error, reported once as a duplicate) or two cameras
+    at the same position (warning).
 
     Returns:
         The issues found (errors first), empty when nothing is suspicious.
@@ -183,9 +184,10 @@ def calibration_quality(group: CameraGroup) -> dict[str, Any]:
         ``n_cameras``; ``cameras``: per camera ``size``, ``focal_px``, ``principal_offset_px``
         (distance of the principal point from the image centre), ``k1``, ``center_mm``,
         ``nearest_camera_mm`` and ``invertible_share`` (share of the way to the farthest image
-        corner where pixels can be undistorted, 1 = everywhere); ``baseline_mm`` (min and max distance between camera centres);
-        ``reprojection_median_px`` when the file's metadata records it; ``errors``,
-        ``warnings`` (counts), ``issues`` (strings) and ``ok`` (no errors).
+        corner where pixels can be undistorted, 1 = everywhere); ``baseline_mm`` (min and max
+        distance between camera centres); ``reprojection_median_px`` when the file's metadata
+        records it; ``errors``, ``warnings`` (counts), ``issues`` (strings) and ``ok`` (no
+        errors).
     """
     issues = validate_calibration(group)
     finite = [cam for cam in group if _finite(cam)]
