@@ -37,7 +37,7 @@ import numpy as np
 from napari_behaviorvlm.core.pose import Flag, Source
 from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
-from napari_behaviorvlm.pose.reasoner import LocalReasoner, Reasoner, ViewContext, ViewExample, label_view
+from napari_behaviorvlm.pose.reasoner import LocalReasoner, Reasoner, ViewContext, ViewExample, harmonize
 from napari_behaviorvlm.pose.refine import BodyModel, RefineParams, refine_frame, score_frame
 
 __all__ = [
@@ -421,8 +421,17 @@ class _Runner:
         conf = np.full((n_cam, n_ind, n_kp), np.nan)
         margin = np.full((n_cam, n_ind, n_kp), np.nan)
         rflags = np.zeros((n_cam, n_ind, n_kp), np.uint16)
-        cands = []
+        cands, views = [], []
         calls = 0
+
+        def store(c: int, out) -> None:
+            free = ~human[c]
+            index[c][free] = out.index[free]
+            obs[c][free] = out.xy[free]
+            conf[c][free] = out.confidence[free]
+            margin[c][free] = out.margin[free]
+            rflags[c][free] = out.flags[free]
+
         for c, cam in enumerate(group):
             cand = self.candidates(c, frame)
             if human[c].any():
@@ -445,17 +454,34 @@ class _Runner:
                 image=(lambda c=c: self.read(c, frame)),
                 example_image=(lambda f, c=c: self.read(c, f)),
             )
-            out = label_view(self.reasoner, ctx)
-            calls += out.vlm_calls
-            free = ~human[c]
-            index[c][free] = out.index[free]
-            obs[c][free] = out.xy[free]
-            conf[c][free] = out.confidence[free]
-            margin[c][free] = out.margin[free]
-            rflags[c][free] = out.flags[free]
-        res = refine_frame(group, self.project.skeleton, obs, human, cands, index, conf, margin,
-                           rflags, pred3, sig3, cfg.refine, use_refinement=cfg.use_refinement,
-                           body=self.body)
+            regions = self.reasoner.locate_regions(ctx)
+            answers = self.reasoner.assign_regions(ctx, regions)
+            out = harmonize(ctx, answers)
+            calls += int(getattr(self.reasoner, "last_calls", 0))
+            views.append((ctx, regions, answers))
+            store(c, out)
+
+        def stage4():
+            return refine_frame(group, self.project.skeleton, obs, human, cands, index, conf, margin,
+                                rflags, pred3, sig3, cfg.refine, use_refinement=cfg.use_refinement,
+                                body=self.body)
+
+        res = stage4()
+        second = getattr(self.reasoner, "second_opinion", None)
+        if second is not None:
+            # hybrid: the model is asked only about labels stage 4 doubted
+            moved = ~np.isclose(np.nan_to_num(res.points2d, nan=-1e9), np.nan_to_num(obs, nan=-1e9)).all(-1)
+            weak = (np.nan_to_num(margin, nan=1e3) < self.reasoner.margin) & (res.n_views <= 2)[None]
+            doubtful = ~human & ((res.flags > 0) | moved | weak)
+            asked = False
+            for c, (ctx, regions, answers) in enumerate(views):
+                new = second(ctx, regions, answers, doubtful[c])
+                calls += int(self.reasoner.last_calls)
+                if new is not None:
+                    store(c, harmonize(ctx, new))
+                    asked = True
+            if asked:
+                res = stage4()
         _write_frame(self.project, frame, res)
         return res, calls
 

@@ -209,17 +209,20 @@ def _retry_jumps(group: CameraGroup, x3: np.ndarray, obs: np.ndarray, human: np.
                  index: np.ndarray, candidates: list[Candidates], pred: np.ndarray,
                  sigma: np.ndarray, params: RefineParams) -> bool:
     """For each keypoint whose 3D point lies beyond ``max(jump_mm, 4 sigma)`` of its
-    prediction, triangulate the candidates nearest the reprojected prediction; when those agree
-    (>= 2 inlier views) near the prediction, they replace the keypoint's labels (and leave the
-    keypoints that held them). Returns whether anything changed."""
+    prediction, or that has no 3D point, triangulate the candidates nearest the reprojected
+    prediction (for a lost keypoint: only dots nobody holds); when those agree (>= 2 inlier
+    views) near the prediction, they replace the keypoint's labels (and leave the keypoints
+    that held them). Returns whether anything changed."""
     limit = np.maximum(params.jump_mm, 4.0 * np.nan_to_num(sigma, nan=np.inf))
     dist = np.linalg.norm(x3 - pred, axis=-1)
-    jumps = np.argwhere(np.isfinite(dist) & (dist > limit))
-    if len(jumps) == 0:
+    jumped = np.isfinite(dist) & (dist > limit)
+    lost = ~np.isfinite(x3).all(axis=-1) & np.isfinite(pred).all(axis=-1)
+    todo = np.argwhere(jumped | lost)
+    if len(todo) == 0:
         return False
     n_cam = obs.shape[0]
     changed = False
-    for m, k in jumps:
+    for m, k in todo:
         p2 = group.project(pred[m, k])  # (C, 2)
         alt = np.full((n_cam, 2), np.nan)
         alt_j = np.full(n_cam, -1)
@@ -227,7 +230,11 @@ def _retry_jumps(group: CameraGroup, x3: np.ndarray, obs: np.ndarray, human: np.
             if human[c, m, k] or len(candidates[c]) == 0 or not np.isfinite(p2[c]).all():
                 continue
             d = np.linalg.norm(candidates[c].xy - p2[c], axis=1)
+            if lost[m, k]:  # a lost keypoint only takes a dot nobody holds
+                d[index[c][index[c] >= 0]] = np.inf
             j = int(d.argmin())
+            if not np.isfinite(d[j]):
+                continue
             if d[j] < 2.0 * params.threshold_px + 2.0:
                 alt[c], alt_j[c] = candidates[c].xy[j], j
         if np.isfinite(alt[:, 0]).sum() < 2:
@@ -424,9 +431,9 @@ class BodyModel:
         rigid = (n_ok >= 2) & (spread < rigid_spread_mm) & (mean > 5.0)
         lat = np.stack([_lateral(p, midline) for p in poses]) if poses else np.full((1,) + stack.shape[1:3], np.nan)
         with _quiet():
-            sign = np.sign(np.nanmean(np.sign(lat), axis=0))
+            mean_sign = np.nanmean(np.sign(lat), axis=0)
             consistent = np.nanmin(np.abs(lat), axis=0) > side_min_mm
-        side = np.where(consistent & (np.abs(np.nanmean(np.sign(lat), axis=0)) == 1), sign, 0)
+        side = np.where(consistent & (np.abs(mean_sign) == 1), np.sign(mean_sign), 0)
         return cls(mean, rigid, np.nan_to_num(side).astype(int), midline, list(poses))
 
     def shape_residual(self, x3: np.ndarray) -> np.ndarray:

@@ -268,12 +268,18 @@ class VLMReasoner:
 
 @attrs.define(eq=False)
 class HybridReasoner:
-    """Local first; the model only for regions whose stage-3 margin is below ``margin``.
+    """Local first; the model only where the local answer turned out doubtful.
+
+    Stages 1-3 of the first pass are the local reasoner's (:meth:`locate_regions`,
+    :meth:`assign_regions`); the pipeline then runs stage 4 and hands back, per view, the
+    keypoints whose label stage 4 changed, dropped or flagged, or whose stage-3 margin is below
+    ``margin`` without a third view confirming it. :meth:`second_opinion` asks the model about the regions holding such a
+    keypoint (nothing else), and stages 3-4 run again.
 
     Attributes:
         local: The local reasoner (decides the clear cases).
-        vlm: The VLM reasoner (asked about the ambiguous regions).
-        margin: A region is ambiguous when one of its keypoints has a smaller margin.
+        vlm: The VLM reasoner (asked about the doubtful regions).
+        margin: Stage-3 margin below which a label counts as doubtful.
     """
 
     local: LocalReasoner
@@ -291,21 +297,20 @@ class HybridReasoner:
         return self.local.locate_regions(ctx)
 
     def assign_regions(self, ctx: ViewContext, regions: list[RegionEstimate]) -> list[RegionAnswer]:
-        answers = self.local.assign_regions(ctx, regions)
-        trial = harmonize(ctx, answers)
-        ask = []
-        for i, (est, ans) in enumerate(zip(regions, answers)):
-            kps = est.keypoints
-            m = est.individual
-            free = ~ctx.locked[m, kps]
-            if free.any() and np.min(trial.margin[m, kps][free]) < self.margin:
-                ask.append(i)
+        self.last_calls = 0
+        return self.local.assign_regions(ctx, regions)
+
+    def second_opinion(self, ctx: ViewContext, regions: list[RegionEstimate],
+                       answers: list[RegionAnswer], doubtful: np.ndarray) -> list[RegionAnswer] | None:
+        """Ask the model about the regions holding a ``doubtful`` ``(M, K)`` keypoint of this
+        view; returns the updated answers, or None when nothing was asked."""
+        ask = [i for i, est in enumerate(regions) if doubtful[est.individual, est.keypoints].any()]
         self.last_calls = 0
         if not ask:
-            return answers
+            return None
         asked = self.vlm.ask(ctx, [regions[i] for i in ask], [answers[i] for i in ask])
         self.last_calls = self.vlm.last_calls
+        out = list(answers)
         for i, a in zip(ask, asked):
-            answers[i] = a
-        return answers
-
+            out[i] = a
+        return out
