@@ -175,7 +175,8 @@ def bench_oft(path: str | Path) -> dict[str, Any]:
         results.append(res)
     print("OFT rearing (DLC 2D pose, first 80 s, 25 fps); local path = kinematic captions + merge")
     print(f"parameters chosen on {TUNED_ON} only; the other video is held out")
-    header = f"{'video':22s} {'role':15s} {'task':10s} {'metric':10s} {'ours/rater':>28s} {'ours':>6s} {'raters':>7s} {'gap':>6s}"
+    header = (f"{'video':22s} {'role':15s} {'task':10s} {'metric':10s} {'ours/rater':>28s} "
+              f"{'ours':>6s} {'raters':>7s} {'gap':>6s}")
     print(header)
     for res in results:
         for task in ("supported", "all"):

@@ -134,7 +134,8 @@ class LocalMerger:
                     left.absorb(right)
                     del bouts[i:i + 2]
                     continue
-                into = left if right is None or (left is not None and left.n_frames >= right.n_frames) else right
+                take_left = right is None or (left is not None and left.n_frames >= right.n_frames)
+                into = left if take_left else right
                 label, target = into.label, into.target
                 into.absorb(bouts[i])
                 into.label, into.target = label, target

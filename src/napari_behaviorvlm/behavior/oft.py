@@ -154,13 +154,20 @@ def predict_oft(session: OftSession, config: SegmentationConfig | None = None) -
 def _task(labels: np.ndarray, task: str) -> np.ndarray:
     """Binary frame labels for a task: ``supported`` (supported rears) or ``all`` (any rear)."""
     lab = labels.astype(str)
-    keep = lab == "supported_rear" if task == "supported" else np.char.endswith(lab, "_rear") | (lab == "rear")
+    if task == "supported":
+        keep = lab == "supported_rear"
+    else:
+        keep = np.char.endswith(lab, "_rear") | (lab == "rear")
     return np.where(keep, "rear", "").astype(object)
 
 
 def _scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     return {"frame_f1": metrics.frame_f1(pred, ref, "rear"),
             "seg_f1_25": metrics.segmental_f1(pred, ref, 0.25)}
+
+
+def _mean(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.nanmean([v[k] for v in scores.values()])) for k in ("frame_f1", "seg_f1_25")}
 
 
 def evaluate_oft(session: OftSession, predicted: np.ndarray) -> dict:
@@ -176,8 +183,8 @@ def evaluate_oft(session: OftSession, predicted: np.ndarray) -> dict:
         out[task] = {
             "ours_vs_rater": vs_raters,
             "rater_vs_rater": pairs,
-            "ours_mean": {k: float(np.nanmean([v[k] for v in vs_raters.values()])) for k in ("frame_f1", "seg_f1_25")},
-            "raters_mean": {k: float(np.nanmean([v[k] for v in pairs.values()])) for k in ("frame_f1", "seg_f1_25")},
+            "ours_mean": _mean(vs_raters),
+            "raters_mean": _mean(pairs),
             "rater_bouts": {r: len(metrics.segments_from_labels(ref)) for r, ref in refs.items()},
             "our_bouts": len(metrics.segments_from_labels(ours)),
         }

@@ -265,9 +265,9 @@ def run_segmentation(
     """Segment behavior and return the segment table.
 
     With a :class:`Project`, the model segments replace the project's previous model segments
-    (human segments are kept; model segments are trimmed off their frames, :func:`trim_around`), the run's parameters are stored in
-    ``project.settings["behavior"]``, and ``project.segments`` is returned. With
-    :class:`SegmentationInputs`, a new table is returned.
+    (human segments are kept; model segments are trimmed off their frames, :func:`trim_around`),
+    the run's parameters are stored in ``project.settings["behavior"]``, and
+    ``project.segments`` is returned. With :class:`SegmentationInputs`, a new table is returned.
     """
     config = config or SegmentationConfig()
     if isinstance(project_or_inputs, Project):

@@ -101,7 +101,8 @@ class VLMCaptioner:
             views = self.frames(f)
             for c in self.cameras:
                 if c >= len(views):
-                    raise ValueError(f"camera index {c} does not exist (the session has {len(views)} cameras)")
+                    raise ValueError(f"camera index {c} does not exist (the session has "
+                                     f"{len(views)} cameras)")
                 images.append(_shrink(views[c], self.image_width))
         others = [n for n in self.individuals if n != clip.subject]
         values = {
