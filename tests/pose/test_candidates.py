@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pose_fixtures import small_sim
+from tests.pose.pose_fixtures import small_sim
 from napari_behaviorvlm.pose.candidates import CandidateParams, detect_candidates
 
 

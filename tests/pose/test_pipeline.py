@@ -14,7 +14,7 @@ from napari_behaviorvlm.pose.pipeline import (
     retriangulate_frame,
     run_labeling,
 )
-from pose_fixtures import new_project, small_sim
+from tests.pose.pose_fixtures import new_project, small_sim
 
 
 @pytest.fixture(scope="module")

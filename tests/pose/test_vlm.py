@@ -17,7 +17,7 @@ from napari_behaviorvlm.pose.pipeline import LabelingConfig, run_labeling
 from napari_behaviorvlm.pose.vlm_reasoner import validate_assignment
 from napari_behaviorvlm.vlm import VLMConfig
 from napari_behaviorvlm.vlm.testing import TestDoubleChatServer
-from pose_fixtures import new_project, small_sim
+from tests.pose.pose_fixtures import new_project, small_sim
 
 FRAMES = list(range(20, 27))  # next to the seed at frame 19: both directions
 
