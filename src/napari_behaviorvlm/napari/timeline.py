@@ -84,6 +84,8 @@ class TimelineWidget(QWidget):
     def __init__(self, viewer: Any, table: SegmentTable | None = None, n_frames: int | None = None,
                  on_save: Callable[[], None] | None = None, rows: str = "label") -> None:
         super().__init__()
+        if rows not in ("label", "animal"):
+            raise ValueError(f"rows must be 'label' or 'animal', not {rows!r}")
         self.viewer = viewer
         self._table = table
         self._n_frames = n_frames
@@ -114,8 +116,10 @@ class TimelineWidget(QWidget):
         self.buttons: dict[str, QPushButton] = {}
         specs = [
             ("◀ previous", self.previous_segment), ("next ▶", self.next_segment),
-            ("rename", self.rename_selected), ("start ← playhead", lambda: self.move_selected("start")),
-            ("end ← playhead", lambda: self.move_selected("end")), ("split at playhead", self.split_selected),
+            ("rename", self.rename_selected),
+            ("start ← playhead", lambda: self.move_selected("start")),
+            ("end ← playhead", lambda: self.move_selected("end")),
+            ("split at playhead", self.split_selected),
             ("merge with next", self.merge_selected), ("delete", self.delete_selected),
             ("add at playhead", self.add_at_playhead), ("fit", self.fit),
         ]
