@@ -38,3 +38,15 @@ def test_raters_agree_and_local_path_is_close(oft_root):
     # a prediction of nothing scores zero, so the metric can fail
     empty = evaluate_oft(s, np.full(s.n_frames, "", dtype=object))
     assert empty["supported"]["ours_mean"]["frame_f1"] == 0.0
+
+
+def test_cross_session_tunes_on_one_video_and_tests_on_the_other(oft_root):
+    from napari_behaviorvlm.behavior.oft import GRID, cross_session
+
+    folds = cross_session(oft_root)
+    assert {(f["tuned_on"], f["tested_on"]) for f in folds} == {
+        ("12_01_A_190507144429", "8_01_A_190507134142"),
+        ("8_01_A_190507134142", "12_01_A_190507144429")}
+    for f in folds:
+        assert set(f["params"]) == set(GRID)
+        assert 0.0 < f["test"]["supported"]["ours"]["frame_f1"] <= 1.0

@@ -54,6 +54,9 @@ def register_bench(bench_subparsers) -> None:
                     "behavior vs simulator truth, and segments/min before and after merging.")
     p.add_argument("--dataset", choices=("oft-rearing-grooming",), help="real dataset name")
     p.add_argument("path", nargs="?", help="dataset folder (with --dataset)")
+    p.add_argument("--cross-session", action="store_true",
+                   help="OFT: also tune the clip/merge parameters on one video (small grid) and "
+                        "score them on the other, both ways (about a minute)")
     p.add_argument("--synthetic", action="store_true", help="run the synthetic benchmark")
     p.add_argument("--frames", type=int, default=3000, help="synthetic frames per session (3000)")
     p.add_argument("--mice", type=int, default=1, help="synthetic mice per session (1)")
@@ -148,17 +151,19 @@ def _bench(args: argparse.Namespace) -> int:
     if args.dataset:
         if not args.path:
             raise ValueError("--dataset needs the dataset folder PATH")
-        data = bench_oft(args.path)
+        data = bench_oft(args.path, cross=args.cross_session)
     else:
         data = bench_synthetic(args.frames, args.mice, args.sessions, args.noise_mm, args.dropout)
     _write_json(args.json, data, args.overwrite)
     return 0
 
 
-def bench_oft(path: str | Path) -> dict[str, Any]:
-    """Run and print the OFT benchmark; return its JSON-ready results."""
+def bench_oft(path: str | Path, cross: bool = False) -> dict[str, Any]:
+    """Run and print the OFT benchmark (and the two-fold cross-session check when ``cross``);
+    return its JSON-ready results."""
     from napari_behaviorvlm.behavior.oft import (
         TUNED_ON,
+        cross_session,
         evaluate_oft,
         list_oft_sessions,
         load_oft_session,
@@ -190,7 +195,20 @@ def bench_oft(path: str | Path) -> dict[str, Any]:
         f"{res['video'][:4]} " + ", ".join(f"{k} {v['frame_f1']:.3f}"
                                            for k, v in res["supported"]["rater_vs_rater"].items())
         for res in results))
-    return {"benchmark": "oft-rearing-grooming", "videos": results}
+    data: dict[str, Any] = {"benchmark": "oft-rearing-grooming", "videos": results}
+    if cross:
+        folds = cross_session(path)
+        print("cross-session (grid-tuned on one video, scored on the other; mean over raters):")
+        for fold in folds:
+            t = fold["test"]
+            print(f"  tuned on {fold['tuned_on'][:4]} -> {fold['tested_on'][:4]} {fold['params']}: "
+                  + "; ".join(f"{task} frame F1 {t[task]['ours']['frame_f1']:.3f} "
+                              f"(raters {t[task]['raters']['frame_f1']:.3f}), seg F1@.25 "
+                              f"{t[task]['ours']['seg_f1_25']:.3f} "
+                              f"(raters {t[task]['raters']['seg_f1_25']:.3f})"
+                              for task in ("supported", "all")))
+        data["cross_session"] = folds
+    return data
 
 
 def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int, noise_mm: float = 0.0,
