@@ -330,6 +330,9 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     dist = np.linalg.norm(points3d - predicted3d, axis=-1)
     jump = has3 & haspred & (dist > np.maximum(params.jump_mm, 4.0 * sigma3d))
     kp_flags |= np.where(jump, int(Flag.JUMP), 0).astype(np.uint16)
+    # two views agree by construction: a 2-view point away from its prediction is unconfirmed
+    unconfirmed = has3 & haspred & (n_views == 2) & (dist > np.maximum(6.0, 3.0 * sigma3d))
+    kp_flags |= np.where(unconfirmed, int(Flag.AMBIGUOUS), 0).astype(np.uint16)
     kp_flags |= _swap_flags(skeleton, points3d, predicted3d, params.swap_margin_mm)
     if body is not None:
         resid = body.shape_residual(points3d)
