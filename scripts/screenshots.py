@@ -31,7 +31,7 @@ def _settle(app, seconds: float = 0.3) -> None:
         time.sleep(0.01)
 
 
-def _save(viewer, app, path: Path, colors: int = 256) -> Path:
+def _save(viewer, app, path: Path, colors: int = 128) -> Path:
     from PIL import Image
 
     _settle(app, 0.5)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         if widget.review_list.count():
             for i in range(widget.review_list.count()):
                 item = widget.review_list.item(i)
-                if item.data(0x0100) is not None and item.data(0x0100).frame == show:
+                if widget.review_item(i) is not None and widget.review_item(i).frame == show:
                     widget.review_list.setCurrentItem(item)
                     widget._review_item_activated(item)
                     break

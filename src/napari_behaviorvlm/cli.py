@@ -26,6 +26,7 @@ COMMAND_MODULES: list[str] = [
     "napari_behaviorvlm.behavior.commands",
     "napari_behaviorvlm.pose.commands",
     "napari_behaviorvlm.demo",
+    "napari_behaviorvlm.napari.commands",
 ]
 
 

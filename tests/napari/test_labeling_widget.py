@@ -172,14 +172,21 @@ def test_label_run_drag_save_reopen(make_napari_viewer, synthetic, tmp_path, qtb
     assert not np.allclose(layer.face_color, confidence_colors(conf))
 
     # drag a model point as the mouse does in select mode
-    rows = np.nonzero(layer.features["source"].to_numpy() == "model")[0]
-    i = int(rows[len(rows) // 2])
+    # (a model point whose keypoint is seen by >= 3 cameras, so it has a 3D position)
+    views = poses.labeled_mask().sum(axis=0)  # (F, M, K)
+    ok = [r for r in np.nonzero(layer.features["source"].to_numpy() == "model")[0]
+          if views[int(layer.data[r, 0]), 0,
+                   poses.keypoint_index(layer.features["keypoint"][r])] >= 3]
+    assert ok, "no model label seen by 3 cameras to drag"
+    i = int(ok[len(ok) // 2])
     frame, y, x = layer.data[i]
     frame = int(frame)
     kp = layer.features["keypoint"][i]
     ind = layer.features["individual"][i]
     c, k = poses.camera_index(cam), poses.keypoint_index(kp)
     other_err_before = poses.reproj_error[:, frame, 0, k].copy()
+    xyz_before = poses.points3d[frame, 0, k].copy()
+    assert np.isfinite(xyz_before).all()
     viewer.dims.set_current_step(0, frame)
     layer.mode = "select"
     layer.selected_data = {i}
@@ -197,7 +204,8 @@ def test_label_run_drag_save_reopen(make_napari_viewer, synthetic, tmp_path, qtb
     np.testing.assert_allclose(poses.points2d[c, frame, 0, k], [x + 2.5, y + 4.0])
     assert poses.flags[c, frame, 0, k] == 0
     assert not np.array_equal(poses.reproj_error[:, frame, 0, k], other_err_before,
-                              equal_nan=True), "the 3D and reprojections were not updated"
+                              equal_nan=True), "the reprojection errors were not updated"
+    assert not np.allclose(poses.points3d[frame, 0, k], xyz_before), "the 3D was not updated"
     assert ind == poses.individual_names[0]
     row = np.nonzero((layer.data[:, 0] == frame) & (layer.features["keypoint"] == kp).to_numpy())[0]
     assert layer.features["source"][row[0]] == "human"
@@ -254,7 +262,7 @@ def test_review_jumps_and_accepts(make_napari_viewer, synthetic, tmp_path, qtbot
     assert viewer.dims.current_step[0] == 9
     widget.previous_flagged()
     assert viewer.dims.current_step[0] == 4
-    item = widget.review_list.item(0).data(0x0100)  # Qt.UserRole
+    item = widget.review_item(0)
     assert item.frame == 4 and "swap" in item.describe()
     widget._review_item_activated(widget.review_list.item(0))
     layer = widget.layers.points[poses.camera_names[1]]

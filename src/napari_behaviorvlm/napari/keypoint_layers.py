@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Points, Vectors
-from napari.layers.base._base_constants import ActionType
 from napari.utils.events import Event
 
 from napari_behaviorvlm.core.labeling import (
@@ -27,7 +26,32 @@ from napari_behaviorvlm.core.labeling import (
 )
 from napari_behaviorvlm.napari.project_state import ProjectState
 
-__all__ = ["KeypointLayers", "LAYERS_PER_CAMERA"]
+__all__ = ["KeypointLayers", "LAYERS_PER_CAMERA", "QT_TASK_MS", "qt_task"]
+
+#: Longest duration (ms) and count of each BehaviorVLM task run on the Qt thread, by name
+#: (filled by :func:`qt_task`; the scrub benchmark reports the worst).
+QT_TASK_MS: dict[str, list[float]] = {}
+
+
+def qt_task(func: Callable) -> Callable:
+    """Record how long ``func`` (a Qt-thread handler) takes, in :data:`QT_TASK_MS`."""
+    import functools
+    import time
+
+    name = func.__qualname__
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            ms = (time.perf_counter() - start) * 1000
+            stat = QT_TASK_MS.setdefault(name, [0.0, 0])
+            stat[0] = max(stat[0], ms)
+            stat[1] += 1
+
+    return wrapper
 
 LAYERS_PER_CAMERA = 4
 FLAG_BORDER = np.array([1.0, 0.0, 0.0, 1.0])
@@ -48,10 +72,10 @@ def _set_quietly(layer: Any, **values: Any) -> None:
 
 
 def _redraw(layer: Any) -> None:
-    """One redraw (slice, extent, thumbnail) after :func:`_set_quietly`."""
-    layer.refresh()
-    layer.events.data(value=layer.data, action=ActionType.CHANGED, data_indices=(),
-                      vertex_indices=((),))
+    """One redraw (slice and extent; the layer-list thumbnail is left alone, it costs a
+    repaint of the whole list) after :func:`_set_quietly`. Listeners learn of pose changes
+    from ``ProjectState.poses_changed``, not from these layers' events."""
+    layer.refresh(thumbnail=False)
 
 
 def _action_name(event: Event) -> str:
@@ -200,6 +224,7 @@ class KeypointLayers:
         if not already:
             QTimer.singleShot(0, self._refresh_step)
 
+    @qt_task
     def _refresh_step(self) -> None:
         from qtpy.QtCore import QTimer
 
@@ -327,6 +352,7 @@ class KeypointLayers:
         f, m, k = self._index[cam][row]
         return int(f), int(m), int(k)
 
+    @qt_task
     def _on_data(self, cam: str, event: Event) -> None:
         if self._updating:
             return

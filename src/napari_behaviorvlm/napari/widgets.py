@@ -32,13 +32,13 @@ from napari_behaviorvlm.core.review import (
     accept_labels, next_flagged_frame, review_counts, review_items,
 )
 from napari_behaviorvlm.core.skeleton import Skeleton, default_qd_mouse_skeleton
-from napari_behaviorvlm.napari.keypoint_layers import KeypointLayers
+from napari_behaviorvlm.napari.keypoint_layers import KeypointLayers, qt_task
 from napari_behaviorvlm.napari.project_state import ProjectState, set_project_state
 
 __all__ = ["AUTOSAVE_DELAY_MS", "BehaviorVLMWidget", "SHORTCUTS"]
 
 AUTOSAVE_DELAY_MS = 1500
-REFRESH_DURING_RUN_MS = 300
+REFRESH_DURING_RUN_MS = 1000
 MAX_REVIEW_ROWS = 500
 
 #: (key, action, method of BehaviorVLMWidget); listed in the dock and in docs/user-guide.md
@@ -514,6 +514,7 @@ class BehaviorVLMWidget(QWidget):
         self.say(f"Saved {target}.")
         return target
 
+    @qt_task
     def autosave(self):
         """Save unsaved changes in a background thread (after edits, debounced, and after
         runs): a copy of the project is written, so editing goes on meanwhile. Returns the
@@ -722,6 +723,7 @@ class BehaviorVLMWidget(QWidget):
             parts.append(f"{f} ({done}/{poses.n_cameras * poses.n_individuals * poses.n_keypoints})")
         self.seed_label.setText("frames " + ", ".join(parts))
 
+    @qt_task
     def _on_user_edit(self, frames: list[int]) -> None:
         """After a click, drag, delete, seed or accept: save soon, update the lists."""
         if self.state is None:
@@ -836,23 +838,26 @@ class BehaviorVLMWidget(QWidget):
             self._cancel.set()
             self.run_status.setText("Cancelling after the current frame…")
 
+    @qt_task
     def _on_run_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
 
+    @qt_task
     def _on_frame_done(self, frame: int) -> None:
         self._pending_frames.add(int(frame))
         if not self._refresh_timer.isActive():
             self._refresh_timer.start()
 
+    @qt_task
     def _flush_run_frames(self) -> None:
         if self._pending_frames and self.layers is not None:
             frames = sorted(self._pending_frames)
             self._pending_frames.clear()
             self.layers.schedule_refresh()
             self.state.mark_dirty("poses", frames)
-            self.refresh_review()
 
+    @qt_task
     def _on_run_returned(self, report: Any) -> None:
         self._last_report = report
         secs = time.perf_counter() - self._run_started
@@ -867,6 +872,7 @@ class BehaviorVLMWidget(QWidget):
         self.run_status.setText("")
         self.say(f"The run stopped: {exc}. Finished frames are kept.", error=True)
 
+    @qt_task
     def _on_run_finished(self) -> None:
         self.worker = None
         self._refresh_timer.stop()
@@ -879,8 +885,9 @@ class BehaviorVLMWidget(QWidget):
         self.autosave()
 
     # ================================================================= review
+    @qt_task
     def refresh_review(self) -> None:
-        """Update the flagged list (current frame first) and the counts left."""
+        """Update the flagged list (by frame) and the counts left (after edits and runs)."""
         if self.state is None:
             return
         poses = self.state.project.poses
@@ -888,20 +895,34 @@ class BehaviorVLMWidget(QWidget):
         self.review_counts_label.setText(
             f"{counts.labels} flagged labels in {counts.frames} frames left to review"
             if counts.labels else "nothing flagged")
-        frame = int(self.viewer.dims.current_step[0])
         items = review_items(poses)
-        items.sort(key=lambda it: (it.frame != frame, it.frame))
+        self._review_rows = items[:MAX_REVIEW_ROWS]
+        self._review_first_row = {}
+        for row, item in enumerate(self._review_rows):
+            self._review_first_row.setdefault(item.frame, row)
+        self.review_list.setUpdatesEnabled(False)
         self.review_list.clear()
-        for item in items[:MAX_REVIEW_ROWS]:
-            row = QListWidgetItem(item.describe())
-            row.setData(Qt.UserRole, item)
-            self.review_list.addItem(row)
+        self.review_list.addItems([item.describe() for item in self._review_rows])
         if len(items) > MAX_REVIEW_ROWS:
             self.review_list.addItem(f"… {len(items) - MAX_REVIEW_ROWS} more (N jumps to them)")
+        self.review_list.setUpdatesEnabled(True)
+        self._scroll_review_to_frame()
 
+    def review_item(self, row: int):
+        """The :class:`~napari_behaviorvlm.core.review.ReviewItem` shown in list row ``row``."""
+        rows = getattr(self, "_review_rows", [])
+        return rows[row] if 0 <= row < len(rows) else None
+
+    def _scroll_review_to_frame(self) -> None:
+        row = getattr(self, "_review_first_row", {}).get(int(self.viewer.dims.current_step[0]))
+        if row is not None:
+            self.review_list.scrollToItem(self.review_list.item(row),
+                                          self.review_list.PositionAtTop)
+
+    @qt_task
     def _on_frame_changed(self, event=None) -> None:
-        if self.state is not None and self.worker is None:
-            self.refresh_review()
+        if self.state is not None and self.tabs.currentIndex() == 4:
+            self._scroll_review_to_frame()
 
     def _jump(self, frame: int | None) -> None:
         if frame is None:
@@ -920,7 +941,7 @@ class BehaviorVLMWidget(QWidget):
                                           int(self.viewer.dims.current_step[0]), -1))
 
     def _review_item_activated(self, row: QListWidgetItem) -> None:
-        item = row.data(Qt.UserRole)
+        item = self.review_item(self.review_list.row(row))
         if item is None or self.layers is None:
             return
         self.viewer.dims.set_current_step(0, item.frame)
@@ -936,8 +957,7 @@ class BehaviorVLMWidget(QWidget):
 
     def accept_selected(self) -> None:
         """Accept the flagged label selected in the list."""
-        row = self.review_list.currentItem()
-        item = None if row is None else row.data(Qt.UserRole)
+        item = self.review_item(self.review_list.currentRow())
         if item is None or self.state is None:
             return
         n = accept_labels(self.state.project, item.frame, item.camera, item.individual,
