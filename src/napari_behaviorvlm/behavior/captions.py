@@ -180,11 +180,6 @@ class KinematicCaptioner:
 
     thresholds: KinematicThresholds = attrs.field(factory=KinematicThresholds)
 
-    @property
-    def labels(self) -> tuple[str, ...]:
-        rear = ("supported_rear", "unsupported_rear") if self.thresholds.split_rearing else ("rear",)
-        return ("walk", "run", *rear, "groom", "rest", "chase", "sniff", "active")
-
     def frame_labels(self, features: FeatureSet) -> np.ndarray:
         """Per-frame labels ``(F, M)`` (object array) by the threshold rules.
 
