@@ -470,9 +470,8 @@ class _Runner:
         second = getattr(self.reasoner, "second_opinion", None)
         if second is not None:
             # hybrid: the model is asked only about labels stage 4 doubted
-            moved = ~np.isclose(np.nan_to_num(res.points2d, nan=-1e9), np.nan_to_num(obs, nan=-1e9)).all(-1)
             weak = (np.nan_to_num(margin, nan=1e3) < self.reasoner.margin) & (res.n_views <= 2)[None]
-            doubtful = ~human & ((res.flags > 0) | moved | weak)
+            doubtful = ~human & ((res.flags > 0) | weak)
             asked = False
             for c, (ctx, regions, answers) in enumerate(views):
                 new = second(ctx, regions, answers, doubtful[c])

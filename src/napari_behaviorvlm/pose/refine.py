@@ -192,6 +192,10 @@ def refine_frame(
             x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
             n_views = np.isfinite(obs[..., 0]).sum(axis=0)
             x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
+        if _fix_identities(x3, predicted3d, obs, human, index, params.swap_margin_mm):
+            n_changed += 1
+            x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
+            x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
         if body is not None and _fix_sides(skeleton, body, x3, obs, human, index):
             n_changed += 1
             x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
@@ -352,6 +356,30 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     conf = np.where(human, 1.0, conf)
     conf = np.where(labeled, conf, np.nan).astype(np.float32)
     return FrameResult(obs, conf, err, flags, points3d, n_views.astype(np.int64))
+
+
+def _fix_identities(x3: np.ndarray, pred: np.ndarray, obs: np.ndarray, human: np.ndarray,
+                    index: np.ndarray, margin: float) -> bool:
+    """Exchange, in every view, the model labels of one keypoint between two individuals when
+    the exchange fits both predictions better by more than ``margin`` mm (identities stay
+    apart). Returns whether anything changed."""
+    n_ind, n_kp = x3.shape[:2]
+    changed = False
+    for m1 in range(n_ind):
+        for m2 in range(m1 + 1, n_ind):
+            for k in range(n_kp):
+                xa, xb, pa, pb = x3[m1, k], x3[m2, k], pred[m1, k], pred[m2, k]
+                if not (np.isfinite(xa).all() and np.isfinite(xb).all() and np.isfinite(pa).all()
+                        and np.isfinite(pb).all()):
+                    continue
+                keep = np.linalg.norm(xa - pa) + np.linalg.norm(xb - pb)
+                swap = np.linalg.norm(xa - pb) + np.linalg.norm(xb - pa)
+                if swap + margin < keep and not (human[:, m1, k] | human[:, m2, k]).any():
+                    obs[:, [m1, m2], k] = obs[:, [m2, m1], k]
+                    index[:, [m1, m2], k] = index[:, [m2, m1], k]
+                    x3[[m1, m2], k] = x3[[m2, m1], k]
+                    changed = True
+    return changed
 
 
 def _fix_sides(skeleton: Skeleton, body: BodyModel, x3: np.ndarray, obs: np.ndarray,

@@ -272,8 +272,8 @@ class HybridReasoner:
 
     Stages 1-3 of the first pass are the local reasoner's (:meth:`locate_regions`,
     :meth:`assign_regions`); the pipeline then runs stage 4 and hands back, per view, the
-    keypoints whose label stage 4 changed, dropped or flagged, or whose stage-3 margin is below
-    ``margin`` without a third view confirming it. :meth:`second_opinion` asks the model about the regions holding such a
+    keypoints stage 4 flagged, or whose stage-3 margin is below ``margin`` without a third
+    view confirming it. :meth:`second_opinion` asks the model about the regions holding such a
     keypoint (nothing else), and stages 3-4 run again.
 
     Attributes:
