@@ -1,0 +1,44 @@
+"""``behaviorvlm label``: a new project from a written session, then a resumed run."""
+
+from __future__ import annotations
+
+import pytest
+
+from napari_behaviorvlm.cli import main
+from napari_behaviorvlm.core.pose import Source
+from napari_behaviorvlm.core.project import load_project
+from napari_behaviorvlm.pose.commands import parse_frames
+from napari_behaviorvlm.pose.pipeline import done_frames
+from napari_behaviorvlm.synth.config import SynthConfig
+from napari_behaviorvlm.synth.simulate import simulate
+from napari_behaviorvlm.synth.writer import write_synthetic_session
+
+
+def test_parse_frames():
+    assert parse_frames("2-4,7", 10) == [2, 3, 4, 7]
+    assert parse_frames(None, 10) is None
+    for bad in ("4-2", "0-10", "a-b"):
+        with pytest.raises(ValueError, match="--frames"):
+            parse_frames(bad, 10)
+
+
+def test_label_command_creates_then_resumes(tmp_path, capsys):
+    sim = simulate(SynthConfig(n_cameras=3, n_frames=16, seed=3, width=320, height=240))
+    session = tmp_path / "session"
+    write_synthetic_session(sim, session, seed_frames=[2, 8, 14])
+    out = tmp_path / "labels.bvlm"
+    assert main(["label", str(session), "--seeds", str(session / "seeds.csv"),
+                 "--frames", "0-5", "--out", str(out)]) == 0
+    first = load_project(out)
+    assert done_frames(first) == {0, 1, 3, 4, 5}
+    assert (first.poses.source[:, 2] == Source.SEED).any()
+    assert main(["label", str(session), "--out", str(out)]) == 0
+    assert "resuming" in capsys.readouterr().out
+    second = load_project(out)
+    assert done_frames(second) == set(range(16)) - {2, 8, 14}
+    # frames finished by the first run are kept as they were
+    assert (second.poses.points2d[:, :6] == first.poses.points2d[:, :6]).sum() \
+        == (first.poses.points2d[:, :6] == first.poses.points2d[:, :6]).sum()
+    # a new project without seeds is refused with a clear message
+    assert main(["label", str(session), "--out", str(tmp_path / "other.bvlm")]) == 2
+    assert "--seeds" in capsys.readouterr().err
