@@ -107,6 +107,8 @@ def _label(args: argparse.Namespace) -> int:
         read_labels_csv(args.seeds, project.poses)
     frames = parse_frames(args.frames, project.poses.n_frames)
     config = LabelingConfig(backend=args.backend, vlm=vlm)
+    if vlm is not None:
+        _print_estimate(project, frames, vlm, args.backend)
     bar = tqdm(total=None, unit="frame", desc="labeling")
     counter = {"n": 0}
 
@@ -129,10 +131,32 @@ def _label(args: argparse.Namespace) -> int:
     bar.close()
     save_project(project, args.out)
     info = report.to_dict()
-    print(f"labeled {info['frames_done']} frames ({info['frames_skipped']} already done or seeds) "
+    print(f"labeled {info['frames_done']} frames ({info['frames_skipped']} already done) "
           f"in {info['seconds']:.1f} s; {info['n_flagged']} labels flagged for review; "
           f"model calls: {info['vlm_calls']}; saved {args.out}")
     return 0
+
+
+# rough size of one region question: 3 example turns + the question, each with a small crop
+EST_PROMPT_TOKENS, EST_COMPLETION_TOKENS = 1500, 80
+# hybrid calls per view-frame measured on the default synthetic benchmark (docs/pose-pipeline.md)
+HYBRID_CALLS_PER_VIEW_FRAME = 0.6
+
+
+def _print_estimate(project, frames, vlm, backend: str) -> None:
+    """Print the expected model calls, tokens and cost before a run (an upper bound for vlm)."""
+    from napari_behaviorvlm.pose.pipeline import done_frames
+    from napari_behaviorvlm.vlm import estimate_cost
+
+    poses = project.poses
+    todo = set(range(poses.n_frames) if frames is None else frames) - done_frames(project)
+    view_frames = len(todo) * poses.n_cameras
+    per_view = len(project.skeleton.regions or {"all": 0}) * poses.n_individuals
+    n = view_frames * per_view if backend == "vlm" else int(round(view_frames * HYBRID_CALLS_PER_VIEW_FRAME))
+    est = estimate_cost(n, EST_PROMPT_TOKENS, EST_COMPLETION_TOKENS, vlm)
+    kind = "at most" if backend == "vlm" else "about (hybrid, 0.6 per view-frame on the benchmark)"
+    print(f"model calls {kind} {n} for {view_frames} view-frames: {est} "
+          "(answers already in the cache cost nothing)")
 
 
 def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
