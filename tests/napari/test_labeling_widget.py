@@ -102,6 +102,21 @@ def test_grid_keeps_each_camera_with_its_points(make_napari_viewer, synthetic, t
         cells[cam] = positions.pop()
     assert len(set(cells.values())) == len(cams)
 
+    report = widget.session_info.toPlainText()
+    assert "3 cameras, 30 frames at" in report and "cam2: 30 frames in the video, 160x120 px" in report
+    assert "calibration checks: OK" in report
+
+    # problems are explained in the dock, never raised
+    bad = tmp_path / "bad_calibration.toml"
+    bad.write_text('[cam_0]\nname = "other"\nsize = [160, 120]\n'
+                   'matrix = [[100, 0, 80], [0, 100, 60], [0, 0, 1]]\n')
+    assert widget.attach_calibration(bad) is False
+    assert "no camera named" in widget.message.text()
+    assert widget.open_path(tmp_path / "nowhere") is None
+    assert "Could not open" in widget.message.text()
+    assert widget.compute_calibration(tmp_path / "no_board.toml", folder) is None
+    assert "Calibration not computed" in widget.message.text()
+
 
 def test_label_run_drag_save_reopen(make_napari_viewer, synthetic, tmp_path, qtbot, monkeypatch):
     folder = _fresh_copy(synthetic[0], tmp_path)
@@ -256,12 +271,26 @@ def test_review_jumps_and_accepts(make_napari_viewer, synthetic, tmp_path, qtbot
     widget.refresh_review()
     assert "2 flagged labels in 2 frames" in widget.review_counts_label.text()
     viewer.dims.set_current_step(0, 0)
-    widget.next_flagged()
+    from napari.utils.key_bindings import coerce_keybinding
+
+    from napari_behaviorvlm.napari.widgets import SHORTCUTS
+
+    def press(key):  # what napari calls when the key is pressed over the canvas
+        viewer.keymap[coerce_keybinding(key)](viewer)
+
+    for key, _, _ in SHORTCUTS:
+        assert coerce_keybinding(key) in viewer.keymap, f"{key} is not bound"
+    press("N")
     assert viewer.dims.current_step[0] == 4
-    widget.next_flagged()
+    press("N")
     assert viewer.dims.current_step[0] == 9
-    widget.previous_flagged()
+    press("Shift-N")
     assert viewer.dims.current_step[0] == 4
+    press("Shift-C")
+    assert widget.settings.color_mode == "keypoint"
+    before = widget.settings.current_keypoint
+    press("K")
+    assert widget.settings.current_keypoint != before
     item = widget.review_item(0)
     assert item.frame == 4 and "swap" in item.describe()
     widget._review_item_activated(widget.review_list.item(0))

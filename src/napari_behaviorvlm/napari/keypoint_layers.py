@@ -274,7 +274,8 @@ class KeypointLayers:
             _set_quietly(layer, face_color=self._colors(cam),
                          border_color=np.where(flagged[:, None], FLAG_BORDER, PLAIN_BORDER),
                          border_width=np.where(flagged, 0.35, 0.12))
-        layer.text.refresh(layer.features)
+        if layer.text.visible:  # names are computed when shown (see set_show_names)
+            layer.text.refresh(layer.features)
         _redraw(layer)
 
     def _feature_defaults(self) -> dict[str, Any]:
@@ -310,6 +311,8 @@ class KeypointLayers:
     def set_show_names(self, show: bool) -> None:
         self.settings.show_names = bool(show)
         for layer in self.points.values():
+            if show:
+                layer.text.refresh(layer.features)
             layer.text.visible = bool(show)
 
     def set_show_skeleton(self, show: bool) -> None:

@@ -143,7 +143,13 @@ class BehaviorVLMWidget(QWidget):
         self.save_btn.clicked.connect(lambda: self.save())
         self.save_as_btn = QPushButton("Save as…")
         self.save_as_btn.clicked.connect(self._ask_save_as)
+        self.compute_calib_btn = QPushButton("Compute calibration…")
+        self.compute_calib_btn.setToolTip("from a board file and one board video per camera")
+        self.compute_calib_btn.clicked.connect(self._ask_compute_calibration)
         row.addWidget(self.calib_btn)
+        row.addWidget(self.compute_calib_btn)
+        lay.addLayout(row)
+        row = QHBoxLayout()
         row.addWidget(self.save_btn)
         row.addWidget(self.save_as_btn)
         lay.addLayout(row)
@@ -316,7 +322,7 @@ class BehaviorVLMWidget(QWidget):
     def _update_enabled(self) -> None:
         has = self.state is not None
         running = self.worker is not None
-        for w in (self.calib_btn, self.save_btn, self.save_as_btn, self.apply_skel_btn,
+        for w in (self.calib_btn, self.compute_calib_btn, self.save_btn, self.save_as_btn, self.apply_skel_btn,
                   self.seed_btn, self.label_btn, self.run_btn, self.next_btn, self.prev_btn,
                   self.accept_btn, self.accept_frame_btn):
             w.setEnabled(has and not running)
@@ -450,7 +456,10 @@ class BehaviorVLMWidget(QWidget):
         for cam, layer in zip(session.cameras, self.layers.images if self.layers else []):
             shape = getattr(layer.data, "shape", ())
             size = f"{shape[2]}x{shape[1]} px" if len(shape) >= 3 else ""
-            lines.append(f"  {cam.name}: {shape[0] if shape else '?'} frames {size}"
+            # the video's own length (the session may be trimmed to the shortest camera)
+            frames = getattr(getattr(layer.data, "reader", None), "n_frames", None)
+            frames = frames if frames is not None else (shape[0] if shape else "?")
+            lines.append(f"  {cam.name}: {frames} frames in the video, {size}"
                          f"{f', offset {cam.frame_offset}' if cam.frame_offset else ''}")
         if session.calibration is None:
             lines.append("No calibration: 2D labeling works, but no 3D, reprojection hints or "
@@ -465,17 +474,77 @@ class BehaviorVLMWidget(QWidget):
         return "\n".join(lines)
 
     def _calibration_quality(self) -> list[str]:
+        from napari_behaviorvlm.geometry.validation import calibration_quality
+
+        q = calibration_quality(self.state.project.session.calibration)
+        lines = []
+        if q.get("baseline_mm"):
+            lines.append(f"  camera distances {q['baseline_mm']['min']:.0f}-"
+                         f"{q['baseline_mm']['max']:.0f} mm")
+        for key, text in (("reprojection_median_px", "median reprojection error"),
+                          ("reprojection_error_px", "reprojection error")):
+            if key in q:
+                lines.append(f"  {text} {q[key]:.2f} px (from the calibration file)")
+        lines.append("  calibration checks: " + ("OK" if q["ok"] and not q["warnings"] else
+                                                 f"{q['errors']} errors, {q['warnings']} warnings"))
+        lines += [f"  {issue}" for issue in q["issues"]]
+        return lines
+
+    def _ask_compute_calibration(self) -> None:
+        board, _ = QFileDialog.getOpenFileName(self, "Board file (TOML)", "", "TOML (*.toml)")
+        if not board:
+            return
+        folder = QFileDialog.getExistingDirectory(
+            self, "Board videos: one per camera, named like the session's cameras")
+        if folder:
+            self.compute_calibration(board, folder)
+
+    def compute_calibration(self, board_file: str | Path, videos: str | Path):
+        """Calibrate from a board filmed by every camera (``geometry.calibrate``, in a worker
+        thread), write ``calibration.toml`` beside the session (never over an existing one) and
+        attach it. Returns the worker, or None when it could not start."""
+        if self.state is None or self.worker is not None:
+            return None
+        from napari.qt.threading import create_worker
+
+        from napari_behaviorvlm.core.atomic import check_overwrite
+        from napari_behaviorvlm.geometry.calibrate import calibrate, load_board
+        from napari_behaviorvlm.video.session_io import find_camera_videos
+
+        session = self.state.project.session
+        target = (session.root or Path.cwd()) / "calibration.toml"
         try:
-            from napari_behaviorvlm.geometry import validation
-        except ImportError:
-            return []
-        summary = getattr(validation, "calibration_summary", None)
-        if summary is None:
-            return []
-        try:
-            return [f"Calibration quality: {summary(self.state.project.session.calibration)}"]
-        except (ValueError, KeyError) as exc:
-            return [f"Calibration problem: {exc}"]
+            check_overwrite(target, overwrite=False)
+            board = load_board(board_file)
+            found = find_camera_videos(videos)
+            missing = [n for n in session.camera_names if n not in found]
+            if missing:
+                raise ValueError(f"{videos} has no board video for cameras {missing} "
+                                 f"(found {sorted(found)})")
+        except (OSError, ValueError) as exc:
+            self.say(f"Calibration not computed: {exc}", error=True)
+            return None
+
+        def work():
+            from napari_behaviorvlm.geometry.camera import save_calibration
+
+            result = calibrate(board, {n: found[n] for n in session.camera_names})
+            save_calibration(result.group, target)
+            return target
+
+        worker = create_worker(work, _start_thread=False)
+        worker.returned.connect(self.attach_calibration)
+        worker.errored.connect(lambda exc: self.say(f"Calibration failed: {exc}", error=True))
+        worker.finished.connect(self._calibration_finished)
+        self.worker = worker
+        self._update_enabled()
+        self.say(f"Calibrating {len(found)} cameras from {videos}…")
+        worker.start()
+        return worker
+
+    def _calibration_finished(self) -> None:
+        self.worker = None
+        self._update_enabled()
 
     def attach_calibration(self, path: str | Path) -> bool:
         """Load an anipose ``calibration.toml`` into the open session (cameras matched by name)."""
