@@ -301,3 +301,24 @@ def test_review_jumps_and_accepts(make_napari_viewer, synthetic, tmp_path, qtbot
     assert review_counts(poses).labels == 1
     assert "1 flagged labels in 1 frames" in widget.review_counts_label.text()
     assert widget.state.dirty
+
+
+def test_adopts_a_session_opened_with_the_reader(make_napari_viewer, synthetic, tmp_path, qtbot):
+    """File > Open (the plugin's reader) or the sample data, then the dock: no second copy."""
+    from napari_behaviorvlm.napari.reader import session_layer_data
+    from napari_behaviorvlm.napari.widgets import BehaviorVLMWidget
+    from napari_behaviorvlm.video.session_io import load_session
+
+    folder = _fresh_copy(synthetic[0], tmp_path)
+    viewer = make_napari_viewer()
+    widget = BehaviorVLMWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.state is None
+    for data, kwargs, _ in session_layer_data(load_session(folder)):
+        viewer.add_image(data, **kwargs)
+    qtbot.waitUntil(lambda: widget.state is not None, timeout=5000)
+    images = [layer for layer in viewer.layers if layer.name in ("cam0", "cam1", "cam2")]
+    assert len(images) == 3 and widget.layers.images == [viewer.layers[n] for n in
+                                                         ("cam0", "cam1", "cam2")]
+    assert widget.state.path == folder / "project.bvlm"
+    assert len(viewer.layers) == 3 * 4

@@ -120,7 +120,9 @@ class BehaviorVLMWidget(QWidget):
         self._bind_keys()
         self._install_close_guard()
         self.viewer.dims.events.current_step.connect(self._on_frame_changed)
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self._update_enabled()
+        self.adopt_session_layers()
 
     # ================================================================= tabs
     def _session_tab(self) -> QWidget:
@@ -384,22 +386,56 @@ class BehaviorVLMWidget(QWidget):
         self.set_project(state)
         return state
 
-    def set_project(self, state: ProjectState) -> None:
-        """Show ``state``'s project: camera images, keypoint layers, and saved settings."""
+    def _on_layer_inserted(self, event=None) -> None:
+        layer = getattr(event, "value", None)
+        if self.state is None and "session" in getattr(layer, "metadata", {}):
+            QTimer.singleShot(0, self.adopt_session_layers)  # after all cameras are added
+
+    def adopt_session_layers(self) -> ProjectState | None:
+        """Work on a session opened outside the dock (File > Open with the plugin's reader, or
+        the sample data): its camera image layers are kept, and the session folder's
+        ``project.bvlm`` is reopened when there is one. Does nothing while a project is open."""
+        if self.state is not None:
+            return None
+        images = [layer for layer in self.viewer.layers
+                  if "session" in layer.metadata and "camera" in layer.metadata]
+        if not images:
+            return None
+        session = images[0].metadata["session"]
+        names = session.camera_names
+        by_camera = {layer.metadata["camera"]: layer for layer in images
+                     if layer.metadata["session"] is session}
+        if sorted(by_camera) != sorted(names):
+            return None
+        existing = (Path(session.root) if session.root else Path.cwd()) / f"project{PROJECT_SUFFIX}"
+        try:
+            state = (ProjectState.open(existing) if existing.exists() else
+                     ProjectState(Project.new(session, self._skeleton_from_edits()
+                                              or default_qd_mouse_skeleton()), path=existing))
+        except (OSError, ValueError) as exc:
+            self.say(f"Could not reopen {existing}: {exc}", error=True)
+            return None
+        self.set_project(state, images=[by_camera[n] for n in names])
+        return state
+
+    def set_project(self, state: ProjectState, images: list[Any] | None = None) -> None:
+        """Show ``state``'s project: camera images (``images``, one per camera in session order,
+        or opened from the session's videos), keypoint layers, and saved settings."""
         if self.layers is not None:
             self.layers.remove()
             for layer in list(self.layers.images):
-                if layer in self.viewer.layers:
+                if layer in self.viewer.layers and layer not in (images or []):
                     self.viewer.layers.remove(layer)
         self.state = state
         set_project_state(self.viewer, state)
         self.settings = ViewerSettings.from_project(state.project)
-        images: list[Any] = []
         problems: list[str] = []
-        try:
-            images = _camera_image_layers(self.viewer, state.project.session)
-        except (OSError, ValueError, ImportError) as exc:
-            problems.append(f"videos could not be shown: {exc}")
+        if images is None:
+            images = []
+            try:
+                images = _camera_image_layers(self.viewer, state.project.session)
+            except (OSError, ValueError, ImportError) as exc:
+                problems.append(f"videos could not be shown: {exc}")
         self.layers = KeypointLayers(self.viewer, state, self.settings, images,
                                      on_edit=self._on_user_edit)
         self._fill_from_project()
@@ -685,7 +721,7 @@ class BehaviorVLMWidget(QWidget):
         project = remap_skeleton(self.state.project, skeleton)
         state = self.state
         state.replace_project(project)
-        self.set_project(state)
+        self.set_project(state, images=self.layers.images)
         self._schedule_autosave()
         self.say(f"Skeleton {skeleton.name!r} with {skeleton.n_keypoints} keypoints in use.")
 
