@@ -322,3 +322,36 @@ def test_adopts_a_session_opened_with_the_reader(make_napari_viewer, synthetic, 
                                                          ("cam0", "cam1", "cam2")]
     assert widget.state.path == folder / "project.bvlm"
     assert len(viewer.layers) == 3 * 4
+
+
+def test_cancel_keeps_finished_frames_and_delete_clears(make_napari_viewer, synthetic, tmp_path,
+                                                        qtbot):
+    folder = _fresh_copy(synthetic[0], tmp_path)
+    viewer, widget = _open(make_napari_viewer, folder)
+    poses = widget.state.project.poses
+    seeds = widget.import_labels(folder / "seeds.csv")
+    assert seeds and seed_frames(widget.state.project) == seeds
+
+    done = []
+    widget._bridge.frame_done.connect(lambda f: (done.append(f), widget.cancel_run()))
+    assert widget.start_run() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    report = widget._last_report
+    assert report.cancelled and 1 <= len(report.frames_done) < report.n_todo
+    model_frames = sorted(set(np.nonzero(poses.source == Source.MODEL)[1].tolist()))
+    assert model_frames == sorted(report.frames_done)  # finished frames kept, nothing else
+    assert widget.layers.points[poses.camera_names[0]].editable  # unlocked again
+
+    # deleting a point (Delete key in select mode) clears that label
+    qtbot.waitUntil(lambda: not widget.layers.refresh_pending)
+    cam = poses.camera_names[0]
+    layer = widget.layers.points[cam]
+    i = 0
+    frame = int(layer.data[i, 0])
+    k = poses.keypoint_index(layer.features["keypoint"][i])
+    assert np.isfinite(poses.points2d[0, frame, 0, k]).all()
+    layer.selected_data = {i}
+    layer.remove_selected()
+    assert np.isnan(poses.points2d[0, frame, 0, k]).all()
+    assert poses.source[0, frame, 0, k] == Source.NONE
+    assert widget.state.dirty
