@@ -132,6 +132,26 @@ def test_label_run_drag_save_reopen(make_napari_viewer, synthetic, tmp_path, qtb
     np.testing.assert_allclose(poses.points2d[0, 0, 0][sim.visible[0, 0, 0]],
                                sim.points2d[0, 0, 0][sim.visible[0, 0, 0]])
 
+    # a click lands in the camera under the mouse even when another camera's layer is active
+    cams = poses.camera_names
+    widget.start_labeling(cams[2])
+    layers = list(viewer.layers)
+    cell0 = viewer.grid.position(layers.index(widget.layers.points[cams[0]]), layers)
+    viewer.cursor.viewbox = cell0  # napari sets this on every mouse event over the canvas
+    viewer.dims.set_current_step(0, 7)
+    widget.settings.current_keypoint = poses.keypoint_names[5]
+    widget.layers.points[cams[2]].add([7, 33.0, 44.0])
+    viewer.cursor.viewbox = None
+    assert poses.points2d[0, 7, 0, 5].tolist() == [44.0, 33.0]
+    assert np.isnan(poses.points2d[2, 7, 0, 5]).all()
+    qtbot.waitUntil(lambda: viewer.layers.selection.active is widget.layers.points[cams[0]])
+    assert widget.camera_combo.currentText() == cams[0]
+    qtbot.waitUntil(lambda: not widget.layers.refresh_pending)
+    assert 7 not in widget.layers.points[cams[2]].data[:, 0]
+    from napari_behaviorvlm.core.labeling import clear_label
+
+    clear_label(widget.state.project, cams[0], 7, 0, 5)
+
     # reprojection hint: a keypoint labeled in 2 views shows where it should be in the third
     viewer.dims.set_current_step(0, 5)
     from napari_behaviorvlm.core.labeling import apply_human_label

@@ -350,6 +350,27 @@ class KeypointLayers:
                 layer.mode = "pan_zoom"
             layer.editable = bool(editable)
 
+    def camera_under_cursor(self, default: str | None = None) -> str | None:
+        """The camera whose grid cell the mouse was last in (napari records the cell of every
+        mouse event in ``viewer.cursor.viewbox``); ``default`` without grid or mouse."""
+        cell = getattr(self.viewer.cursor, "viewbox", None)
+        if cell is None or not self.viewer.grid.enabled:
+            return default
+        layers = list(self.viewer.layers)
+        for name, layer in self.points.items():
+            if layer in layers and tuple(self.viewer.grid.position(layers.index(layer), layers)) \
+                    == tuple(cell):
+                return name
+        return default
+
+    def activate(self, camera: str, mode: str = "add") -> Points:
+        """Make ``camera``'s keypoint layer the active one, in ``mode``."""
+        layer = self.points[camera]
+        self.viewer.layers.selection.active = layer
+        if self._editable:
+            layer.mode = mode
+        return layer
+
     # ----------------------------------------------------------------- user edits
     def _key(self, cam: str, row: int) -> tuple[int, int, int]:
         f, m, k = self._index[cam][row]
@@ -375,19 +396,25 @@ class KeypointLayers:
                 frames.add(f)
         elif action == "added":
             n = len(layer.data)
+            # a click lands in the grid cell under the mouse, whichever layer is active
+            target = self.camera_under_cursor(default=cam)
             for i in indices:
                 row = i % n
                 f = int(round(layer.data[row, 0]))
                 if not 0 <= f < self.poses.n_frames:
                     continue
                 _, y, x = layer.data[row]
-                apply_human_label(project, cam, f, self.settings.individual,
+                apply_human_label(project, target, f, self.settings.individual,
                                   self.settings.current_keypoint, (float(x), float(y)))
                 frames.add(f)
-                nxt = next_keypoint_to_label(self.poses, cam, f, self.settings.individual,
+                nxt = next_keypoint_to_label(self.poses, target, f, self.settings.individual,
                                              self.settings.current_keypoint)
                 if nxt is not None:
                     self.settings.current_keypoint = self.poses.keypoint_names[nxt]
+            if target != cam:
+                from qtpy.QtCore import QTimer
+
+                QTimer.singleShot(0, lambda: self.activate(target))
         elif action == "removed":
             for f, m, k in self._removing.pop(cam, []):
                 clear_label(project, cam, f, m, k)

@@ -32,7 +32,7 @@ from napari_behaviorvlm.core.review import (
     accept_labels, next_flagged_frame, review_counts, review_items,
 )
 from napari_behaviorvlm.core.skeleton import Skeleton, default_qd_mouse_skeleton
-from napari_behaviorvlm.napari.keypoint_layers import KeypointLayers, qt_task
+from napari_behaviorvlm.napari.keypoint_layers import ROLE_KEY, KeypointLayers, qt_task
 from napari_behaviorvlm.napari.project_state import ProjectState, set_project_state
 
 __all__ = ["AUTOSAVE_DELAY_MS", "BehaviorVLMWidget", "SHORTCUTS"]
@@ -121,6 +121,7 @@ class BehaviorVLMWidget(QWidget):
         self._install_close_guard()
         self.viewer.dims.events.current_step.connect(self._on_frame_changed)
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.viewer.layers.selection.events.active.connect(self._on_active_layer)
         self._update_enabled()
         self.adopt_session_layers()
 
@@ -385,6 +386,11 @@ class BehaviorVLMWidget(QWidget):
             return None
         self.set_project(state)
         return state
+
+    def _on_active_layer(self, event=None) -> None:
+        layer = self.viewer.layers.selection.active
+        if self.layers is not None and layer in self.layers.points.values():
+            self.camera_combo.setCurrentText(layer.metadata[ROLE_KEY]["camera"])
 
     def _on_layer_inserted(self, event=None) -> None:
         layer = getattr(event, "value", None)
@@ -756,9 +762,7 @@ class BehaviorVLMWidget(QWidget):
         if first is not None:
             self.layers.set_current_keypoint(first)
             self._sync_keypoint_list()
-        layer = self.layers.points[camera]
-        self.viewer.layers.selection.active = layer
-        layer.mode = "add"
+        self.layers.activate(camera, "add")
         self.say(f"Click {self.settings.current_keypoint} in {camera}; K skips to the next "
                  "keypoint.")
 
