@@ -7,7 +7,6 @@ simulator's ground truth with injected errors.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from napari_behaviorvlm.core.pose import Flag, Source

@@ -48,7 +48,6 @@ __all__ = [
     "ViewContext",
     "ViewExample",
     "harmonize",
-    "label_view",
 ]
 
 _BIG = 1e6
@@ -165,7 +164,6 @@ class ViewAssignment:
         confidence: ``(M, K)`` 0..1.
         margin: ``(M, K)`` cost gap to the best alternative (large = clear).
         flags: uint16 ``(M, K)`` reasoner flags (LOW_MODEL_CONFIDENCE, AMBIGUOUS).
-        vlm_calls: Model calls made for this view (0 for the local reasoner).
     """
 
     index: np.ndarray
@@ -173,7 +171,6 @@ class ViewAssignment:
     confidence: np.ndarray
     margin: np.ndarray
     flags: np.ndarray
-    vlm_calls: int = 0
 
 
 @runtime_checkable
@@ -189,15 +186,6 @@ class Reasoner(Protocol):
     def assign_regions(self, ctx: ViewContext, regions: list[RegionEstimate]) -> list[RegionAnswer]:
         """Stage 2: one answer per estimate."""
         ...
-
-
-def label_view(reasoner: Reasoner, ctx: ViewContext) -> ViewAssignment:
-    """Run stages 1-3 of ``reasoner`` on one view."""
-    regions = reasoner.locate_regions(ctx)
-    answers = reasoner.assign_regions(ctx, regions)
-    out = harmonize(ctx, answers)
-    out.vlm_calls = int(getattr(reasoner, "last_calls", 0))
-    return out
 
 
 # --------------------------------------------------------------------------- local reasoner

@@ -11,8 +11,16 @@ For one multi-view frame, given each view's stage-3 assignment:
    high-error view, the left/right swap (the partner's candidate), a neighbouring candidate and
    "missing" (no candidate inside the gate) and keeps the lowest-error configuration; inlier
    views keep their candidate because it is already the cheapest. The frame is then
-   re-triangulated; views still above ``threshold_px`` lose the label ("missing" wins).
-   Human labels never change.
+   re-triangulated.
+   Jumps and lost keypoints: a 3D point beyond ``max(jump_mm, 4 sigma)`` of its prediction, or
+   a keypoint with no 3D point, is re-tried from the candidates nearest its reprojected
+   prediction in every view (a lost keypoint only takes dots nobody holds); if they agree in
+   >= 2 views near the prediction they replace its labels.
+   Identities and sides: the same keypoint of two individuals is exchanged in every view when
+   the exchange fits both predictions better by ``swap_margin_mm``; a left/right pair found with
+   both keypoints on the wrong side of the body (:class:`BodyModel`, learned from the seeds) is
+   swapped in every view. Views still above ``threshold_px`` lose the label ("missing" wins) and
+   the point is refit. Human labels never change.
 3. **Confidence** of each model label (0..1)::
 
        conf = exp(-0.5 (e / 2 px)^2) * (0.5 + 0.5 min(n, 3) / 3) * (0.5 + 0.5 c_reasoner)
@@ -28,11 +36,14 @@ For one multi-view frame, given each view's stage-3 assignment:
    - ``JUMP``: the 3D point is farther than ``max(jump_mm, 4 sigma)`` from the temporal
      prediction (sigma = the prediction's uncertainty in mm);
    - ``SWAP``: exchanging a left/right pair (or the same keypoint of two individuals) fits
-     the temporal prediction better than the labels do;
+     the temporal prediction better than the labels do, or the keypoint lies more than
+     ``side_tolerance_mm`` on the wrong side of the body;
    - ``LOW_MODEL_CONFIDENCE``: raised by the reasoner (e.g. a model answer that failed
-     validation) or a stage-3 confidence below ``low_confidence``;
+     validation, a failed request, or a model confidence below 0.5);
    - ``AMBIGUOUS``: the stage-3 margin is below ``ambiguous_margin`` and the 3D point has
-     at most 2 views (nothing else confirms it).
+     at most 2 views (nothing else confirms it); or a 2-view point lies farther than
+     ``max(6 mm, 3 sigma)`` from its prediction; or the keypoint's rigid-link lengths break
+     the seeds' body shape by more than ``shape_tolerance_mm``.
 """
 
 from __future__ import annotations
@@ -65,7 +76,6 @@ class RefineParams:
         flag_reproj_px: HIGH_REPROJ_ERROR above this reprojection error.
         jump_mm: JUMP when farther than ``max(jump_mm, 4 sigma)`` from the prediction.
         ambiguous_margin: AMBIGUOUS below this stage-3 margin (with <= 2 views).
-        low_confidence: LOW_MODEL_CONFIDENCE below this stage-3 confidence.
         swap_margin_mm: SWAP when the exchanged pair fits the prediction better by this much.
         reassign_sigma_px: Scale of the reprojection cost when re-solving a view.
         shape_tolerance_mm: AMBIGUOUS when a keypoint's rigid-link lengths deviate from the
@@ -78,7 +88,6 @@ class RefineParams:
     flag_reproj_px: float = 3.5
     jump_mm: float = 12.0
     ambiguous_margin: float = 1.0
-    low_confidence: float = 0.2
     swap_margin_mm: float = 2.0
     reassign_sigma_px: float = 1.5
     shape_tolerance_mm: float = 7.0
@@ -439,14 +448,12 @@ class BodyModel:
             the seeds (0 when not consistently off the midline by ``side_min_mm``).
         midline: Indices of keypoints without a left/right partner, in skeleton order; the
             first three define the body axis (forward = first minus the next two).
-        poses: The seed poses ``(M, K, 3)``.
     """
 
     mean_dist: np.ndarray
     rigid: np.ndarray
     side: np.ndarray
     midline: list[int]
-    poses: list[np.ndarray]
 
     @classmethod
     def from_seeds(cls, skeleton: Skeleton, poses: list[np.ndarray], rigid_spread_mm: float = 1.0,
@@ -465,7 +472,7 @@ class BodyModel:
             mean_sign = np.nanmean(np.sign(lat), axis=0)
             consistent = np.nanmin(np.abs(lat), axis=0) > side_min_mm
         side = np.where(consistent & (np.abs(mean_sign) == 1), np.sign(mean_sign), 0)
-        return cls(mean, rigid, np.nan_to_num(side).astype(int), midline, list(poses))
+        return cls(mean, rigid, np.nan_to_num(side).astype(int), midline)
 
     def shape_residual(self, x3: np.ndarray) -> np.ndarray:
         """``(M, K)`` mm: median deviation of each keypoint's rigid-link lengths from the seeds

@@ -40,7 +40,6 @@ from napari_behaviorvlm.pose.reasoner import (
     RegionAnswer,
     RegionEstimate,
     ViewContext,
-    harmonize,
 )
 
 __all__ = ["HybridReasoner", "VLMReasoner", "draw_candidates", "validate_assignment"]
