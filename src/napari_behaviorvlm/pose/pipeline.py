@@ -307,7 +307,8 @@ def _extrapolate(win: np.ndarray, idx: list[int], frame: int, damping: float, ba
 
 
 def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
-               reference: list[np.ndarray], damping: float) -> tuple[np.ndarray, np.ndarray]:
+               reference: list[np.ndarray], damping: float, doubt: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Temporal 3D prediction of every keypoint at ``frame``.
 
     Args:
@@ -315,6 +316,9 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
         frame, direction: The frame to predict and the side the window is on (+1: before).
         window: Window length in frames.
         reference: Full poses ``(M, K, 3)`` (seed frames) for the rigid fill.
+        doubt: ``(M, K)`` bool, keypoints whose latest label was flagged: like a never-seen
+            keypoint they are placed by the rigid fill (the seed pose that best fits the
+            undoubted keypoints), so a track that followed a distractor is re-anchored.
         damping: Fraction of the velocity carried forward.
 
     Returns:
@@ -329,19 +333,29 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
         pred, sigma = _extrapolate(points3d[idx], idx, frame, damping, 1.5, 0.5, 4.0, 3.0)
     for m in range(n_ind):
         missing = ~np.isfinite(pred[m]).all(axis=-1)
+        if doubt is not None:
+            missing |= doubt[m]
         if not missing.any():
             continue
-        known = ~missing
+        known = ~missing & np.isfinite(pred[m]).all(axis=-1)
+        best = None
         for ref in reference:
             both = known & np.isfinite(ref[m]).all(axis=-1)
-            fillable = missing & np.isfinite(ref[m]).all(axis=-1)
-            if both.sum() >= 3 and fillable.any():
-                rot, t = _kabsch(ref[m][both], pred[m][both])
-                pred[m][fillable] = ref[m][fillable] @ rot.T + t
-                sigma[m][fillable] = 12.0
-                missing &= ~fillable
-                if not missing.any():
-                    break
+            if both.sum() < 3:
+                continue
+            src = ref[m][both]
+            if np.linalg.svd(src - src.mean(axis=0), compute_uv=False)[1] < 5.0:
+                continue  # (nearly) collinear: the rotation about that line is undetermined
+            rot, t = _kabsch(src, pred[m][both])
+            resid = float(np.linalg.norm(src @ rot.T + t - pred[m][both], axis=1).mean())
+            if best is None or resid < best[0]:
+                best = (resid, ref, rot, t)
+        if best is None:
+            continue
+        _, ref, rot, t = best
+        fill = missing & np.isfinite(ref[m]).all(axis=-1)
+        pred[m][fill] = ref[m][fill] @ rot.T + t
+        sigma[m][fill] = 12.0
     return pred, sigma
 
 
@@ -405,8 +419,13 @@ class _Runner:
         human = poses.human_mask()[:, frame]
         human_xy = np.where(human[..., None], poses.points2d[:, frame], np.nan)
         if cfg.use_refinement:
+            prev = frame - direction
+            doubt = None
+            if 0 <= prev < poses.n_frames:
+                model_prev = poses.source[:, prev] == int(Source.MODEL)
+                doubt = ((poses.flags[:, prev] > 0) & model_prev).any(axis=0)
             pred3, sig3 = predict_3d(poses.points3d, frame, direction, cfg.window, self.reference,
-                                     cfg.velocity_damping)
+                                     cfg.velocity_damping, doubt)
             pred2 = group.project(pred3)  # (C, M, K, 2)
             depth = np.stack([cam.world_to_camera(pred3)[..., 2] for cam in group])
             focal = np.array([cam.matrix[0, 0] for cam in group])[:, None, None]
