@@ -375,3 +375,42 @@ def test_cancel_keeps_finished_frames_and_delete_clears(make_napari_viewer, synt
     assert np.isnan(poses.points2d[0, frame, 0, k]).all()
     assert poses.source[0, frame, 0, k] == Source.NONE
     assert widget.state.dirty
+
+
+def test_real_mouse_click_labels_the_camera_under_it(monkeypatch, make_napari_viewer, synthetic,
+                                                      tmp_path, qtbot):
+    """A real click (Qt mouse events through vispy and napari) in camera 0's grid cell while
+    camera 2's layer is active labels camera 0 at the clicked image position."""
+    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtTest import QTest
+
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_behaviorvlm.napari.widgets import BehaviorVLMWidget
+
+    # the window is shown, so closing it with unsaved labels would ask: answer for the test
+    # (monkeypatch is set up before the viewer fixture, so it is undone after the viewer closes)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **kw: QMessageBox.Discard)
+    folder = _fresh_copy(synthetic[0], tmp_path)
+    viewer = make_napari_viewer(show=True)
+    widget = BehaviorVLMWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.open_path(folder)
+    poses = widget.state.project.poses
+    widget.start_labeling("cam2")
+    qtbot.wait(100)
+    native = viewer.window._qt_viewer.canvas._scene_canvas.native
+    rows, cols = viewer.grid.actual_shape(list(viewer.layers))
+    point = QPoint(native.width() // cols // 2, native.height() // rows // 2)  # cell (0, 0)
+    QTest.mouseMove(native, point)
+    QTest.mousePress(native, Qt.LeftButton, Qt.NoModifier, point)
+    QTest.mouseRelease(native, Qt.LeftButton, Qt.NoModifier, point)
+    qtbot.waitUntil(lambda: np.isfinite(poses.points2d[0, ..., 0]).any(), timeout=5000)
+    assert viewer.cursor.viewbox == (0, 0)
+    labeled = np.isfinite(poses.points2d[..., 0]).sum(axis=(1, 2, 3))
+    assert labeled.tolist() == [1, 0, 0]
+    x, y = poses.points2d[0, 0, 0, 0]
+    _, cy, cx = viewer.cursor.position
+    assert (x, y) == pytest.approx((cx, cy))
+    assert 0 <= x < 160 and 0 <= y < 120
+    qtbot.waitUntil(lambda: viewer.layers.selection.active is widget.layers.points["cam0"])
