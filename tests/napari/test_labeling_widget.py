@@ -414,3 +414,42 @@ def test_real_mouse_click_labels_the_camera_under_it(monkeypatch, make_napari_vi
     assert (x, y) == pytest.approx((cx, cy))
     assert 0 <= x < 160 and 0 <= y < 120
     qtbot.waitUntil(lambda: viewer.layers.selection.active is widget.layers.points["cam0"])
+
+
+def test_skeleton_edit_keeps_labels_by_name(make_napari_viewer, synthetic, tmp_path, qtbot,
+                                            monkeypatch):
+    from qtpy.QtWidgets import QMessageBox
+
+    folder = _fresh_copy(synthetic[0], tmp_path)
+    viewer, widget = _open(make_napari_viewer, folder)
+    widget.import_labels(folder / "seeds.csv")
+    poses = widget.state.project.poses
+    images = list(widget.layers.images)
+    tail_tip = poses.points2d[:, :, :, poses.keypoint_index("tail_tip")].copy()
+    # drop ear_left (and the lines naming it), as a user would in the Skeleton tab
+    edits = widget.skel_edits
+    for key in ("keypoints", "regions", "edges", "symmetry"):
+        text = edits[key].toPlainText()
+        if key == "keypoints":
+            text = "\n".join(k for k in text.splitlines() if k != "ear_left")
+        elif key == "regions":
+            text = text.replace("ear_left, ", "")
+        else:
+            text = "\n".join(line for line in text.splitlines() if "ear_left" not in line)
+        edits[key].setPlainText(text)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **kw: asked.append(a) or QMessageBox.Yes)
+    widget._apply_skeleton_text()
+    project = widget.state.project
+    assert asked, "dropping labeled keypoints must ask first"
+    assert "ear_left" not in project.skeleton.keypoints and project.poses.n_keypoints == 11
+    np.testing.assert_array_equal(
+        project.poses.points2d[:, :, :, project.poses.keypoint_index("tail_tip")], tail_tip)
+    assert widget.layers.images == images  # the videos were not reopened
+    assert "ear_left" not in set(widget.layers.points["cam0"].features["keypoint"])
+    assert widget.keypoint_list.count() == 11 and widget.state.dirty
+
+    edits["edges"].setPlainText("tail_tip - nowhere")
+    widget._apply_skeleton_text()
+    assert "Skeleton not valid" in widget.message.text() and "nowhere" in widget.message.text()
