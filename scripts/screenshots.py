@@ -1,6 +1,6 @@
 """Drive the real napari viewer through the labeling flow and save window screenshots.
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py [--out docs/images]
+    xvfb-run -a -s "-screen 0 1920x1080x24" python scripts/screenshots.py [--out docs/images] [--overwrite]
 
 Steps (each saves ``docs/images/labeling-<n>-<name>.png``, the whole window with the dock):
 
@@ -11,7 +11,7 @@ Steps (each saves ``docs/images/labeling-<n>-<name>.png``, the whole window with
 4. reviewing a flagged frame (Review tab; flagged points have a thick red border);
 5. the same frame colored by keypoint with names and skeleton edges.
 
-Images are palette-quantized to stay small (< 300 KB each).
+Images are palette-quantized (256 colors) to stay small (< 300 KB each).
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ from pathlib import Path
 import numpy as np
 
 
+IMAGES = ["labeling-1-session.png", "labeling-2-seeds-and-hints.png",
+          "labeling-3-run-confidence.png", "labeling-4-review.png",
+          "labeling-5-keypoint-colors.png"]
+
+
 def _settle(app, seconds: float = 0.3) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -31,9 +36,12 @@ def _settle(app, seconds: float = 0.3) -> None:
         time.sleep(0.01)
 
 
-def _save(viewer, app, path: Path, colors: int = 128) -> Path:
+def _save(viewer, app, path: Path, colors: int = 256, overwrite: bool = False) -> Path:
     from PIL import Image
 
+    from napari_behaviorvlm.core.atomic import atomic_path, check_overwrite
+
+    check_overwrite(path, overwrite)
     _settle(app, 0.5)
     from napari._qt.dialogs.qt_notification import NapariQtNotification
 
@@ -42,9 +50,9 @@ def _save(viewer, app, path: Path, colors: int = 128) -> Path:
     _settle(app, 0.1)
     rgba = viewer.screenshot(canvas_only=False, flash=False)
     image = Image.fromarray(np.asarray(rgba)[..., :3])
+    # median cut keeps the greys of the video smooth; with 256 colors the small colored points
+    # keep their hue too (fewer colors would map them to the wrong hue)
     image = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    from napari_behaviorvlm.core.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         image.save(tmp, optimize=True)
     print(f"{path} ({path.stat().st_size // 1024} KB)")
@@ -57,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--session", default=None,
                         help="session folder to use (default: a synthetic 6-camera session)")
     parser.add_argument("--frames", type=int, default=60, help="frames of the synthetic session")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing images")
     args = parser.parse_args(argv)
 
     import os
@@ -70,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     from napari_behaviorvlm.napari.widgets import BehaviorVLMWidget
 
     out = Path(args.out)
+    from napari_behaviorvlm.core.atomic import check_overwrite
+
+    try:
+        for name in IMAGES:  # refuse before the work, not after it
+            check_overwrite(out / name, args.overwrite)
+    except FileExistsError as exc:
+        print(f"screenshots: {exc}")
+        return 2
     with tempfile.TemporaryDirectory(prefix="bvlm-shots-") as tmp:
         session = Path(args.session) if args.session else Path(tmp) / "qd_session"
         if args.session is None:
@@ -84,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         get_settings().application.gui_notification_level = "none"
         viewer = napari.Viewer(title="napari-behaviorvlm", show=True)
         app = QApplication.instance()
+
+        def save(path: Path) -> Path:
+            return _save(viewer, app, path, overwrite=args.overwrite)
+
         viewer.window._qt_window.resize(1800, 1000)
         widget = BehaviorVLMWidget(viewer)
         viewer.window.add_dock_widget(widget, name="BehaviorVLM", area="right")
@@ -93,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         widget.tabs.setCurrentIndex(0)
         _settle(app, 0.3)
         viewer.camera.zoom = viewer.camera.zoom * 1.4  # every grid cell zooms on its arena
-        _save(viewer, app, out / "labeling-1-session.png")
+        save(out / "labeling-1-session.png")
 
         seeds = widget.import_labels(session / "seeds.csv") if (session / "seeds.csv").exists() else []
         frame = max(1, seeds[0] + 1 if seeds else 1)
@@ -115,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         widget.tabs.setCurrentIndex(2)
         widget.names_check.setChecked(True)
         widget.start_labeling(cams[2])
-        _save(viewer, app, out / "labeling-2-seeds-and-hints.png")
+        save(out / "labeling-2-seeds-and-hints.png")
 
         # undo the demo labels of that frame, then run the local reasoner
         for c in (0, 1):
@@ -133,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         flagged = review_items(project.poses)
         show = flagged[len(flagged) // 2].frame if flagged else frame
         viewer.dims.set_current_step(0, show)
-        _save(viewer, app, out / "labeling-3-run-confidence.png")
+        save(out / "labeling-3-run-confidence.png")
 
         widget.tabs.setCurrentIndex(4)
         widget.refresh_review()
@@ -144,13 +165,13 @@ def main(argv: list[str] | None = None) -> int:
                     widget.review_list.setCurrentItem(item)
                     widget._review_item_activated(item)
                     break
-        _save(viewer, app, out / "labeling-4-review.png")
+        save(out / "labeling-4-review.png")
 
         widget.tabs.setCurrentIndex(2)
         widget.set_color_mode("keypoint")
         widget.names_check.setChecked(True)
         widget.skeleton_check.setChecked(True)
-        _save(viewer, app, out / "labeling-5-keypoint-colors.png")
+        save(out / "labeling-5-keypoint-colors.png")
         state.dirty = False
         viewer.close()
     return 0
