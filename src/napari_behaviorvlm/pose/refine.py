@@ -87,7 +87,7 @@ class RefineParams:
     threshold_px: float = 4.0
     flag_reproj_px: float = 3.5
     jump_mm: float = 12.0
-    ambiguous_margin: float = 1.0
+    ambiguous_margin: float = 0.3
     swap_margin_mm: float = 2.0
     reassign_sigma_px: float = 1.5
     shape_tolerance_mm: float = 7.0
