@@ -62,3 +62,43 @@ def test_sample_opens_in_viewer_grid(make_napari_viewer, cache):
     viewer.dims.set_current_step(0, 40)
     shown = np.asarray(layers[2]._slice.image.view)
     assert shown.shape == (240, 320) and shown.max() > 100  # QD glows are bright
+    _close_timeline(viewer)
+
+
+def _close_timeline(viewer):
+    """Close the timeline's own canvas so napari's leak check sees no QtViewer left."""
+    import gc
+
+    from qtpy.QtWidgets import QApplication
+
+    widget = viewer.window.dock_widgets["Behavior timeline"]
+    viewer.window.remove_dock_widget(widget.parent())
+    widget.close()
+    widget.deleteLater()
+    QApplication.processEvents()
+    gc.collect()
+
+
+@pytest.mark.viewer
+def test_sample_opens_with_timeline_and_labeling_dock_on_one_project(make_napari_viewer, cache,
+                                                                     qtbot):
+    from napari_behaviorvlm.napari.project_state import get_project_state
+    from napari_behaviorvlm.napari.timeline import TimelineWidget
+    from napari_behaviorvlm.napari.widgets import BehaviorVLMWidget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-behaviorvlm", "qd_session")
+    docks = viewer.window.dock_widgets
+    timeline = docks["Behavior timeline"]
+    assert isinstance(timeline, TimelineWidget)
+    labeling = [w for w in docks.values() if isinstance(w, BehaviorVLMWidget)]
+    assert len(labeling) == 1
+    qtbot.waitUntil(lambda: labeling[0].state is not None, timeout=5000)
+    state = get_project_state(viewer)
+    assert labeling[0].state is state  # the dock adopted the sample's project
+    assert timeline.table is state.project.segments
+    assert timeline.n_frames == SAMPLE_CONFIG.n_frames
+    # the camera layers were kept, not opened twice
+    assert sum(layer.name.startswith("cam") and layer._type_string == "image"
+               for layer in viewer.layers) == 6
+    _close_timeline(viewer)

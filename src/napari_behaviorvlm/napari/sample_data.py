@@ -72,9 +72,38 @@ def _complete(folder: Path) -> bool:
 def make_sample_session() -> list[tuple[Any, dict[str, Any], str]]:
     """npe2 sample-data command: one Image layer per camera (named ``cam0``..``cam5``), lazy and
     frame-exact, ``metadata`` holding ``session``, ``camera`` and ``calibration``; switches the
-    current viewer to grid mode."""
+    current viewer to grid mode and, in a viewer with a window, opens the sample's project with
+    the BehaviorVLM labeling dock and the behavior timeline."""
     session = load_session(sample_session_folder())
     layers = session_layer_data(session)
     for _, kwargs, _ in layers:
         kwargs["metadata"]["calibration"] = session.calibration
+    _open_docks(session)
     return layers
+
+
+def _open_docks(session: Any) -> None:
+    """Open (or create) ``project.bvlm`` in the sample folder as the viewer's project, and dock
+    the timeline and the labeling widget on it (the widget adopts the camera layers once napari
+    has added them)."""
+    import napari
+
+    from napari_behaviorvlm.core.project import PROJECT_SUFFIX, Project
+    from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
+    from napari_behaviorvlm.napari.project_state import (
+        ProjectState, get_project_state, set_project_state,
+    )
+    from napari_behaviorvlm.napari.timeline import add_timeline_dock
+
+    viewer = napari.current_viewer()
+    if viewer is None or getattr(viewer, "window", None) is None:
+        return
+    if get_project_state(viewer) is None:
+        path = Path(session.root) / f"project{PROJECT_SUFFIX}"
+        state = (ProjectState.open(path) if path.exists() else
+                 ProjectState(Project.new(session, default_qd_mouse_skeleton()), path=path))
+        set_project_state(viewer, state)
+    docked = getattr(viewer.window, "dock_widgets", {})
+    if "Behavior timeline" not in docked:
+        add_timeline_dock(viewer)
+    viewer.window.add_plugin_dock_widget("napari-behaviorvlm", "BehaviorVLM labeling")

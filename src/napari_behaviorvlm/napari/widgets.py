@@ -33,7 +33,9 @@ from napari_behaviorvlm.core.review import (
 )
 from napari_behaviorvlm.core.skeleton import Skeleton, default_qd_mouse_skeleton
 from napari_behaviorvlm.napari.keypoint_layers import ROLE_KEY, KeypointLayers, qt_task
-from napari_behaviorvlm.napari.project_state import ProjectState, set_project_state
+from napari_behaviorvlm.napari.project_state import (
+    ProjectState, get_project_state, set_project_state,
+)
 
 __all__ = ["AUTOSAVE_DELAY_MS", "BehaviorVLMWidget", "SHORTCUTS"]
 
@@ -414,6 +416,12 @@ class BehaviorVLMWidget(QWidget):
         if sorted(by_camera) != sorted(names):
             return None
         existing = (Path(session.root) if session.root else Path.cwd()) / f"project{PROJECT_SUFFIX}"
+        shared = get_project_state(self.viewer)
+        if shared is not None and shared.project.session.camera_names == names and (
+            shared.project.session.root == session.root
+        ):
+            self.set_project(shared, images=[by_camera[n] for n in names])
+            return shared
         try:
             state = (ProjectState.open(existing) if existing.exists() else
                      ProjectState(Project.new(session, self._skeleton_from_edits()
