@@ -71,7 +71,7 @@ class LabelingConfig:
     Attributes:
         backend: ``"local"`` (geometry, no network), ``"vlm"`` (a vision-language model names
             the candidates of every region) or ``"hybrid"`` (local, and the model only where the
-            local margin is small).
+            local result is flagged).
         vlm: The model endpoint (``napari_behaviorvlm.vlm.VLMConfig``) for vlm/hybrid.
         window: Frames in the rolling window.
         candidates: Stage-0 detection parameters.
@@ -80,7 +80,6 @@ class LabelingConfig:
         use_refinement: 3D prediction and stage 4 (False: views tracked independently, plain
             triangulation).
         velocity_damping: Fraction of the last frame-to-frame velocity carried forward.
-        hybrid_margin: Hybrid asks the model about a region whose smallest margin is below this.
         cache_dir: On-disk answer cache of the VLM client (None: the client's default).
     """
 
@@ -92,7 +91,6 @@ class LabelingConfig:
     use_regions: bool = True
     use_refinement: bool = True
     velocity_damping: float = 0.8
-    hybrid_margin: float = 1.0
     cache_dir: str | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -227,8 +225,7 @@ def make_reasoner(config: LabelingConfig) -> Reasoner:
                                   cache_dir=config.cache_dir)
     if config.backend == "vlm":
         return vlm
-    return HybridReasoner(local=LocalReasoner(use_regions=config.use_regions), vlm=vlm,
-                          margin=config.hybrid_margin)
+    return HybridReasoner(local=LocalReasoner(use_regions=config.use_regions), vlm=vlm)
 
 
 # --------------------------------------------------------------------------- frames
@@ -488,9 +485,8 @@ class _Runner:
         res = stage4()
         second = getattr(self.reasoner, "second_opinion", None)
         if second is not None:
-            # hybrid: the model is asked only about labels stage 4 doubted
-            weak = (np.nan_to_num(margin, nan=1e3) < self.reasoner.margin) & (res.n_views <= 2)[None]
-            doubtful = ~human & ((res.flags > 0) | weak)
+            # hybrid: the model is asked only about the labels stage 4 flagged
+            doubtful = ~human & (res.flags > 0)
             asked = False
             for c, (ctx, regions, answers) in enumerate(views):
                 new = second(ctx, regions, answers, doubtful[c])

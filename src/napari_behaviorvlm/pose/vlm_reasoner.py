@@ -271,19 +271,17 @@ class HybridReasoner:
 
     Stages 1-3 of the first pass are the local reasoner's (:meth:`locate_regions`,
     :meth:`assign_regions`); the pipeline then runs stage 4 and hands back, per view, the
-    keypoints stage 4 flagged, or whose stage-3 margin is below ``margin`` without a third
-    view confirming it. :meth:`second_opinion` asks the model about the regions holding such a
-    keypoint (nothing else), and stages 3-4 run again.
+    keypoints stage 4 flagged (a small stage-3 margin without a third view confirming it is one
+    of the flag rules, AMBIGUOUS). :meth:`second_opinion` asks the model about the regions
+    holding such a keypoint (nothing else), and stages 3-4 run again.
 
     Attributes:
         local: The local reasoner (decides the clear cases).
         vlm: The VLM reasoner (asked about the doubtful regions).
-        margin: Stage-3 margin below which a label counts as doubtful.
     """
 
     local: LocalReasoner
     vlm: VLMReasoner
-    margin: float = 1.0
     use_regions: bool = True
     last_calls: int = 0
     needs_examples: bool = True
