@@ -140,7 +140,7 @@ def _label(args: argparse.Namespace) -> int:
 # rough size of one region question: 3 example turns + the question, each with a small crop
 EST_PROMPT_TOKENS, EST_COMPLETION_TOKENS = 1500, 80
 # hybrid calls per view-frame measured on the default synthetic benchmark (docs/pose-pipeline.md)
-HYBRID_CALLS_PER_VIEW_FRAME = 0.6
+HYBRID_CALLS_PER_VIEW_FRAME = 0.2
 
 
 def _print_estimate(project, frames, vlm, backend: str) -> None:
@@ -154,7 +154,7 @@ def _print_estimate(project, frames, vlm, backend: str) -> None:
     per_view = len(project.skeleton.regions or {"all": 0}) * poses.n_individuals
     n = view_frames * per_view if backend == "vlm" else int(round(view_frames * HYBRID_CALLS_PER_VIEW_FRAME))
     est = estimate_cost(n, EST_PROMPT_TOKENS, EST_COMPLETION_TOKENS, vlm)
-    kind = "at most" if backend == "vlm" else "about (hybrid, 0.6 per view-frame on the benchmark)"
+    kind = "at most" if backend == "vlm" else f"about (hybrid, {HYBRID_CALLS_PER_VIEW_FRAME} per view-frame on the benchmark)"
     print(f"model calls {kind} {n} for {view_frames} view-frames: {est} "
           "(answers already in the cache cost nothing)")
 
