@@ -453,3 +453,32 @@ def test_skeleton_edit_keeps_labels_by_name(make_napari_viewer, synthetic, tmp_p
     edits["edges"].setPlainText("tail_tip - nowhere")
     widget._apply_skeleton_text()
     assert "Skeleton not valid" in widget.message.text() and "nowhere" in widget.message.text()
+
+
+@pytest.mark.viewer
+def test_rerun_after_corrections_needs_relabel_and_keeps_them(make_napari_viewer, synthetic,
+                                                              tmp_path, qtbot):
+    folder = _fresh_copy(synthetic[0], tmp_path)
+    viewer, widget = _open(make_napari_viewer, folder)
+    poses = widget.state.project.poses
+    widget.import_labels(folder / "seeds.csv")
+    frames = list(range(0, 12))
+    widget.start_run(frames)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    first = widget._last_report
+    assert first.frames_done
+    frame = first.frames_done[0]
+    poses.set_label(0, frame, 0, 0, (12.5, 7.25), Source.HUMAN)
+
+    widget.start_run(frames)  # plain rerun: nothing to do, and the dock says how to redo
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert widget._last_report.frames_done == []
+    assert "relabel" in widget.run_status.text()
+
+    widget.relabel_check.setChecked(True)
+    widget.start_run(frames)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert sorted(widget._last_report.frames_done) == sorted(first.frames_done)
+    assert poses.source[0, frame, 0, 0] == Source.HUMAN
+    assert poses.points2d[0, frame, 0, 0].tolist() == [12.5, 7.25]
+    qtbot.waitUntil(lambda: not widget.layers.refresh_pending)

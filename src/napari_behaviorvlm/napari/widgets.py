@@ -270,6 +270,10 @@ class BehaviorVLMWidget(QWidget):
         row.addWidget(QLabel("to"))
         row.addWidget(self.stop_spin)
         form.addRow("Frames", row)
+        self.relabel_check = QCheckBox("relabel frames already done (after your corrections)")
+        self.relabel_check.setToolTip("Run the range again so your corrections steer the frames "
+                                      "around them; seed and human labels are kept")
+        form.addRow(self.relabel_check)
         row = QHBoxLayout()
         self.run_btn = QPushButton("Run")
         self.run_btn.clicked.connect(lambda: self.start_run())
@@ -938,7 +942,8 @@ class BehaviorVLMWidget(QWidget):
         worker = create_worker(
             run_labeling, self.state.project, frames=frames, config=config,
             on_progress=self._bridge.progress.emit, should_stop=self._cancel.is_set,
-            on_frame_done=self._bridge.frame_done.emit, _start_thread=False,
+            on_frame_done=self._bridge.frame_done.emit, relabel=self.relabel_check.isChecked(),
+            _start_thread=False,
         )
         worker.returned.connect(self._on_run_returned)
         worker.errored.connect(self._on_run_errored)
@@ -982,7 +987,10 @@ class BehaviorVLMWidget(QWidget):
         self.run_status.setText(
             f"Done{stopped} in {secs:.1f} s: {len(report.frames_done)} frames labeled, "
             f"{report.frames_skipped} skipped (seeds or done before), {report.n_flagged} labels "
-            f"flagged for review, {report.vlm_calls} VLM calls. Human and seed labels were kept.")
+            f"flagged for review, {report.vlm_calls} VLM calls. Human and seed labels were kept."
+            + (" Every frame in the range was done already: tick 'relabel' to run it again "
+               "with your corrections." if not report.frames_done and report.frames_skipped
+               and not self.relabel_check.isChecked() else ""))
         self.say("Run finished: review the flagged labels (Review tab, N / Shift-N).")
 
     def _on_run_errored(self, exc: BaseException) -> None:

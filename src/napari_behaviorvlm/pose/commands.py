@@ -57,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", default=None, help="inclusive frame range(s), e.g. 0-199 or 0-99,200-299")
     p.add_argument("--individuals", default=None,
                    help="comma-separated individual names (default: those in the seeds CSV)")
+    p.add_argument("--relabel", action="store_true",
+                   help="label the frames again even where a run finished them (after corrections "
+                        "in napari; seed and human labels are kept)")
     p.add_argument("--save-every", type=int, default=50, help="save the project every N frames (default 50)")
     p.add_argument("--out", type=Path, required=True, help="project file (.bvlm) to write or resume")
     p.set_defaults(func=_label)
@@ -108,7 +111,7 @@ def _label(args: argparse.Namespace) -> int:
     frames = parse_frames(args.frames, project.poses.n_frames)
     config = LabelingConfig(backend=args.backend, vlm=vlm)
     if vlm is not None:
-        _print_estimate(project, frames, vlm, args.backend)
+        _print_estimate(project, frames, vlm, args.backend, args.relabel)
     bar = tqdm(total=None, unit="frame", desc="labeling")
     counter = {"n": 0}
 
@@ -123,7 +126,7 @@ def _label(args: argparse.Namespace) -> int:
 
     try:
         report = run_labeling(project, frames=frames, config=config, on_progress=progress,
-                              on_frame_done=frame_done)
+                              on_frame_done=frame_done, relabel=args.relabel)
     except KeyboardInterrupt:
         bar.close()
         save_project(project, args.out)
@@ -143,13 +146,15 @@ EST_PROMPT_TOKENS, EST_COMPLETION_TOKENS = 1500, 80
 HYBRID_CALLS_PER_VIEW_FRAME = 0.2
 
 
-def _print_estimate(project, frames, vlm, backend: str) -> None:
+def _print_estimate(project, frames, vlm, backend: str, relabel: bool = False) -> None:
     """Print the expected model calls, tokens and cost before a run (an upper bound for vlm)."""
     from napari_behaviorvlm.pose.pipeline import done_frames
     from napari_behaviorvlm.vlm import estimate_cost
 
     poses = project.poses
-    todo = set(range(poses.n_frames) if frames is None else frames) - done_frames(project)
+    todo = set(range(poses.n_frames) if frames is None else frames)
+    if not relabel:
+        todo -= done_frames(project)
     view_frames = len(todo) * poses.n_cameras
     per_view = len(project.skeleton.regions or {"all": 0}) * poses.n_individuals
     n = view_frames * per_view if backend == "vlm" else int(round(view_frames * HYBRID_CALLS_PER_VIEW_FRAME))

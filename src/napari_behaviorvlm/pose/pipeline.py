@@ -558,6 +558,7 @@ def run_labeling(
     on_frame_done: Callable[[int], None] | None = None,
     frame_source: FrameSource | Sequence[Any] | None = None,
     reasoner: Reasoner | None = None,
+    relabel: bool = False,
 ) -> LabelingReport:
     """Label every frame of ``frames`` (all when None) that is not done yet, in place.
 
@@ -572,6 +573,9 @@ def run_labeling(
         frame_source: ``(camera_index, frame) -> (H, W) uint8``, or one indexable video per
             camera (``video[frame]``); None opens the session's videos.
         reasoner: Use this reasoner instead of the one ``config.backend`` names.
+        relabel: Label ``frames`` again even where a run already finished them (after human
+            corrections, so the corrected labels steer the frames around them). Seed and human
+            labels are kept; a cancelled relabel resumes with the frames it had not reached.
 
     Returns:
         A :class:`LabelingReport`.
@@ -592,6 +596,8 @@ def run_labeling(
     poses = project.poses
     runs = labeling_order(poses.n_frames, seeds, frames)
     done = done_frames(project)
+    if relabel:
+        done -= {f for _, seq in runs for f in seq}
     todo_total = sum(1 for _, seq in runs for f in seq if f not in done)
     report = LabelingReport(n_todo=todo_total)
     report.frames_skipped = sum(len(seq) for _, seq in runs) - todo_total
