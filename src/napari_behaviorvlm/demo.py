@@ -85,7 +85,7 @@ def run_demo(out: Path, cameras: int = 6, frames: int = 300, mice: int = 1, seed
 
     out.mkdir(parents=True, exist_ok=True)
     session_dir = out / "session"
-    project_path = out / PROJECT_NAME
+    project_path = session_dir / PROJECT_NAME  # where the napari dock looks for it
     manifest: dict[str, Any] = {"outputs": {}, "figures": {}, "seconds": {}}
     outputs, figures, seconds = manifest["outputs"], manifest["figures"], manifest["seconds"]
 
@@ -197,8 +197,10 @@ def run_demo(out: Path, cameras: int = 6, frames: int = 300, mice: int = 1, seed
     seconds["export"] = _done(t)
 
     print(f"\nDone. Project: {project_path}\n"
-          f"Open it in napari: napari {session_dir}  (then BehaviorVLM > Open project)\n"
-          "or File > Open Sample > BehaviorVLM for the sample session.")
+          f"Look at it in napari: napari --plugin napari-behaviorvlm {session_dir}\n"
+          "  then Plugins > BehaviorVLM labeling (it reopens the project) and "
+          "Plugins > BehaviorVLM timeline;\n"
+          "or start napari and use File > Open Sample > BehaviorVLM for the sample session.")
     return _jsonable(manifest)
 
 

@@ -184,3 +184,28 @@ def test_segment_button_reports_errors(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
     assert "failed" in w.info.text()
     _close(w)
+
+
+def test_timeline_opened_before_the_project_follows_it(make_napari_viewer, tmp_path):
+    from napari_behaviorvlm.core.project import Project
+    from napari_behaviorvlm.core.session import Session
+    from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
+    from napari_behaviorvlm.napari.project_state import ProjectState, set_project_state
+    from napari_behaviorvlm.napari.timeline import TimelineWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((100, 4, 4), dtype=np.uint8))
+    widget = TimelineWidget(viewer)
+    assert len(widget.shapes.data) == 0
+    project = Project.new(Session(cameras=[], fps=30, n_frames=100), default_qd_mouse_skeleton())
+    project.segments.extend([Segment(0, 9, "rest"), Segment(10, 40, "walk")])
+    state = ProjectState(project=project, path=tmp_path / "p.bvlm")
+    set_project_state(viewer, state)
+    assert widget.table is project.segments
+    assert len(widget.shapes.data) == 2
+    project.segments.add(Segment(41, 60, "rear"))
+    state.segments_changed.emit()
+    assert len(widget.shapes.data) == 3
+    set_project_state(viewer, None)
+    assert len(widget.shapes.data) == 0
+    _close(widget)

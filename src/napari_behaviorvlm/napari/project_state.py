@@ -31,6 +31,7 @@ from napari_behaviorvlm.core.segments import SegmentTable
 __all__ = ["Callbacks", "ProjectState", "get_project_state", "set_project_state"]
 
 _STATES: weakref.WeakKeyDictionary[Any, ProjectState] = weakref.WeakKeyDictionary()
+_LISTENERS: weakref.WeakKeyDictionary[Any, Callbacks] = weakref.WeakKeyDictionary()
 
 
 class Callbacks:
@@ -157,8 +158,19 @@ def get_project_state(viewer: Any) -> ProjectState | None:
 
 
 def set_project_state(viewer: Any, state: ProjectState | None) -> None:
-    """Attach ``state`` to ``viewer`` (None detaches it)."""
+    """Attach ``state`` to ``viewer`` (None detaches it) and tell the viewer's listeners."""
     if state is None:
         _STATES.pop(viewer, None)
     else:
         _STATES[viewer] = state
+    listeners = _LISTENERS.get(viewer)
+    if listeners is not None:
+        listeners.emit(state)
+
+
+def project_state_listeners(viewer: Any) -> Callbacks:
+    """Callbacks called with the new state (or None) whenever ``viewer``'s project changes
+    (docks opened before a project exists use this to follow it)."""
+    if viewer not in _LISTENERS:
+        _LISTENERS[viewer] = Callbacks()
+    return _LISTENERS[viewer]

@@ -45,7 +45,9 @@ from napari_behaviorvlm.behavior.pipeline import (
     segment_inputs,
 )
 from napari_behaviorvlm.core.segments import Segment, SegmentTable
-from napari_behaviorvlm.napari.project_state import get_project_state
+from napari_behaviorvlm.napari.project_state import (
+    get_project_state, project_state_listeners,
+)
 
 __all__ = ["PALETTE", "TimelineWidget", "add_timeline_dock", "label_colors", "make_timeline_widget"]
 
@@ -88,6 +90,7 @@ class TimelineWidget(QWidget):
             raise ValueError(f"rows must be 'label' or 'animal', not {rows!r}")
         self.viewer = viewer
         self._table = table
+        self._scratch: SegmentTable | None = None
         self._n_frames = n_frames
         self._on_save = on_save
         self.rows = rows
@@ -162,9 +165,10 @@ class TimelineWidget(QWidget):
             shortcut.activated.connect(slot)
 
         viewer.dims.events.current_step.connect(self._update_playhead)
-        state = get_project_state(viewer)
-        if state is not None:
-            state.segments_changed.connect(self.refresh)
+        self._state = get_project_state(viewer)
+        if self._state is not None:
+            self._state.segments_changed.connect(self.refresh)
+        project_state_listeners(viewer).connect(self._follow_project)
         self.refresh()
         self.fit()
 
@@ -175,9 +179,9 @@ class TimelineWidget(QWidget):
             self.viewer.dims.events.current_step.disconnect(self._update_playhead)
         except (TypeError, ValueError, RuntimeError):
             pass
-        state = get_project_state(self.viewer)
-        if state is not None:
-            state.segments_changed.disconnect(self.refresh)
+        project_state_listeners(self.viewer).disconnect(self._follow_project)
+        if self._state is not None:
+            self._state.segments_changed.disconnect(self.refresh)
         if self.canvas is not None:
             self.canvas.close()
             self.canvas.deleteLater()
@@ -188,16 +192,28 @@ class TimelineWidget(QWidget):
         super().closeEvent(event)
 
     # ------------------------------------------------------------------ data
+    def _follow_project(self, state: Any) -> None:
+        """The viewer's project changed (e.g. the labeling dock opened one): show its table."""
+        if self._state is not None:
+            self._state.segments_changed.disconnect(self.refresh)
+        self._state = state
+        if state is not None:
+            state.segments_changed.connect(self.refresh)
+        self.selected = None
+        self.refresh()
+        self.fit()
+
     @property
     def table(self) -> SegmentTable:
-        """The table shown (the project's current one when no table was given)."""
+        """The table shown: the one given, else the open project's, else a scratch table."""
         if self._table is not None:
             return self._table
         state = get_project_state(self.viewer)
         if state is not None:
             return state.project.segments
-        self._table = SegmentTable()
-        return self._table
+        if self._scratch is None:
+            self._scratch = SegmentTable()
+        return self._scratch
 
     @property
     def n_frames(self) -> int:
