@@ -83,3 +83,48 @@ def test_merger_keeps_subjects_apart_and_nan_scores():
     assert [s.subject for s in segs] == ["a", "b"] and math.isnan(segs[0].score)
     with pytest.raises(ValueError):
         LocalMerger().merge(clips, [_cap("walk")], 25.0)
+
+
+def _features(n_frames, **per_animal):
+    """Hand-made 2-animal FeatureSet: every pose feature neutral (still, on all fours, away
+    from the wall and from each other) unless given as a ``(F, 2)`` array."""
+    from napari_behaviorvlm.behavior.features import POSE_FEATURES, FeatureSet
+
+    neutral = {"speed": 0.02, "head_speed": 0.0, "body_length_ratio": 1.0, "turn_rate": 0.0,
+               "elevation": np.nan, "paw_head": np.nan, "wall": 5.0, "other_dist": 5.0,
+               "head_other": 4.0, "other_facing": 0.0, "approach": 0.0, "other_speed": 0.0}
+    cols = [np.broadcast_to(np.asarray(per_animal.get(n, neutral[n]), float), (n_frames, 2))
+            for n in POSE_FEATURES]
+    nearest = np.tile([[1, 0]], (n_frames, 1))
+    return FeatureSet(np.stack(cols, axis=-1).copy(), list(POSE_FEATURES), ["a", "b"], FPS,
+                      np.array([80.0, 80.0]), nearest)
+
+
+def test_sniff_only_for_the_animal_that_came():
+    speed = np.full((100, 2), 0.02)
+    speed[:40, 0] = 1.0  # a walks up to b, which rests
+    head_other = np.full((100, 2), 3.0)
+    head_other[45:] = 0.2  # from frame 45 on, each head is near the other's body
+    labels = KinematicCaptioner().frame_labels(_features(100, speed=speed, head_other=head_other))
+    assert set(labels[45:, 0]) == {"sniff"}
+    assert set(labels[:, 1]) == {"rest"}  # the sniffed animal keeps resting
+
+
+def test_chase_is_the_follower_and_the_leader_runs():
+    facing = np.tile([0.9, -0.9], (50, 1))  # a behind b, facing it; b faces away
+    labels = KinematicCaptioner().frame_labels(_features(
+        50, speed=3.0, other_speed=3.0, other_dist=1.0, other_facing=facing))
+    assert set(labels[:, 0]) == {"chase"} and set(labels[:, 1]) == {"run"}
+
+
+def test_split_clips_cuts_at_sustained_label_changes():
+    speed = np.full((60, 2), 0.02)
+    speed[:30] = 1.0  # walk, then rest
+    speed[45:48] = 1.0  # a 3-frame blip inside the rest: shorter than min_run, no cut
+    fs = _features(60, speed=speed)
+    cap = KinematicCaptioner()
+    clips = [Clip(0, 59, "a", cluster=3), Clip(0, 29, "b")]
+    out = cap.split_clips(clips, fs, min_run_s=0.3)
+    assert [(c.start, c.end, c.subject, c.cluster) for c in out] == [
+        (0, 29, "a", 3), (30, 59, "a", 3), (0, 29, "b", -1)]
+    assert [c.label for c in cap.caption_clips(out, fs)] == ["walk", "rest", "walk"]

@@ -146,7 +146,13 @@ class KinematicThresholds:
         sniff_dist: the head point closer than this (BL) to another animal's body, while slow,
             is sniffing (a nose within about 2 cm; the head point of ear keypoints sits about
             2 cm behind the nose).
-        facing: cosine of the angle to the other animal above which the animal faces it.
+        facing: a chaser follows the other animal: the cosine of the angle to it is above this
+            and above the other's cosine toward it (the follower of the pair).
+        sniff_arrival_s: a sniff is a visit: a run of close, slow frames is ``sniff`` only when
+            the animal itself came there, i.e. its mean speed over the ``sniff_arrival_s``
+            seconds before the run began was at least ``sniff_arrival_speed`` (BL/s). The animal
+            being sniffed was resting or grooming, so it keeps that label.
+        sniff_arrival_speed: see ``sniff_arrival_s``.
         split_rearing: label rears ``supported_rear`` / ``unsupported_rear`` instead of ``rear``.
         active_motion_quantile: video-only features: frames whose motion energy is above this
             quantile of the session are ``active``.
@@ -163,7 +169,9 @@ class KinematicThresholds:
     groom_paw_head: float = 0.3
     social_dist: float = 3.0
     sniff_dist: float = 0.45
-    facing: float = 0.5
+    facing: float = 0.0
+    sniff_arrival_s: float = 1.0
+    sniff_arrival_speed: float = 0.3
     split_rearing: bool = False
     active_motion_quantile: float = 0.6
 
@@ -211,9 +219,9 @@ class KinematicCaptioner:
             out[speed >= t.walk_speed] = "walk"
             out[speed >= t.run_speed] = "run"
             head_other = _feature(features, "head_other")
-            out[(head_other < t.sniff_dist) & (speed < t.walk_speed)
-                & ~(paw < t.groom_paw_head)] = "sniff"
-            near = (dist < t.social_dist) & (facing > t.facing)
+            close = (head_other < t.sniff_dist) & still & ~(paw < t.groom_paw_head)
+            out[self._arrived(close, speed, features.fps)] = "sniff"
+            near = (dist < t.social_dist) & (facing > t.facing) & self._behind(features)
             out[near & (speed >= t.walk_speed * 2) & (other_speed >= t.walk_speed * 2)] = "chase"
             has3d = np.isfinite(elev)
             rear3d = has3d & (elev > t.rear_elevation)
@@ -228,6 +236,82 @@ class KinematicCaptioner:
                 out[unsupported] = "unsupported_rear"
             else:
                 out[rear3d | supported | unsupported] = "rear"
+        return out
+
+    @staticmethod
+    def _behind(features: FeatureSet) -> np.ndarray:
+        """``(F, M)`` bool: the animal faces its nearest other more than that one faces it back,
+        i.e. it is the follower of the pair (True where the other is unknown)."""
+        facing = _feature(features, "other_facing")
+        if features.nearest is None:
+            return np.ones(facing.shape, dtype=bool)
+        nearest = features.nearest
+        frames = np.arange(facing.shape[0])[:, None]
+        back = np.where(nearest >= 0, facing[frames, np.maximum(nearest, 0)], np.nan)
+        with np.errstate(invalid="ignore"):
+            return ~(facing <= back)
+
+    def _arrived(self, close: np.ndarray, speed: np.ndarray, fps: float) -> np.ndarray:
+        """Frames of runs of ``close`` ``(F, M)`` (gaps up to 0.2 s bridged) that the animal
+        reached by moving: mean ``speed`` over ``sniff_arrival_s`` before the run start at
+        least ``sniff_arrival_speed``. Returns a bool ``(F, M)`` mask inside ``close``."""
+        t = self.thresholds
+        before = max(1, int(round(t.sniff_arrival_s * fps)))
+        gap = max(0, int(round(0.2 * fps)))
+        out = np.zeros_like(close, dtype=bool)
+        for m in range(close.shape[1]):
+            idx = np.flatnonzero(close[:, m])
+            if len(idx) == 0:
+                continue
+            cuts = np.flatnonzero(np.diff(idx) > gap + 1)
+            starts = np.r_[idx[0], idx[cuts + 1]]
+            ends = np.r_[idx[cuts], idx[-1]]
+            for a, b in zip(starts, ends):
+                pre = speed[max(0, a - before):a, m]
+                pre = pre[np.isfinite(pre)]
+                if a == 0 or (len(pre) and pre.mean() >= t.sniff_arrival_speed):
+                    out[a:b + 1, m] = True
+        return out & close
+
+    def split_clips(self, clips: Sequence[Clip], features: FeatureSet,
+                    min_run_s: float) -> list[Clip]:
+        """Cut clips where the per-frame labels change for at least ``min_run_s`` seconds.
+
+        The over-segmentation clusters features, so a clip can straddle a behavior change
+        (e.g. a walk that slows into a sniff); its majority caption would then move or hide the
+        boundary. Within each clip, runs of one per-frame label shorter than ``min_run_s`` are
+        absorbed (A-b-A becomes A, else into the longer neighbour, shortest first) and the clip
+        is cut between the runs that remain. Returns new clips (same subject and cluster) in the
+        input order; a clip without such a change is kept as is.
+        """
+        labels = self.frame_labels(features)
+        index = {name: i for i, name in enumerate(features.individuals)}
+        min_len = max(1, int(round(min_run_s * features.fps)))
+        out: list[Clip] = []
+        for clip in clips:
+            seq = labels[clip.start:clip.end + 1, index[clip.subject]].astype(str)
+            cuts = np.flatnonzero(seq[1:] != seq[:-1]) + 1
+            runs = [[int(a), int(b) - 1, str(seq[a])]
+                    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(seq)])]
+            while len(runs) > 1:
+                i = min(range(len(runs)), key=lambda k: (runs[k][1] - runs[k][0], k))
+                if runs[i][1] - runs[i][0] + 1 >= min_len:
+                    break
+                left = runs[i - 1] if i > 0 else None
+                right = runs[i + 1] if i + 1 < len(runs) else None
+                if left is not None and right is not None and left[2] == right[2]:
+                    left[1] = right[1]
+                    del runs[i:i + 2]
+                    continue
+                take_left = right is None or (
+                    left is not None and left[1] - left[0] >= right[1] - right[0])
+                if take_left:
+                    left[1] = runs[i][1]
+                else:
+                    right[0] = runs[i][0]
+                del runs[i]
+            out.extend(attrs.evolve(clip, start=clip.start + a, end=clip.start + b)
+                       for a, b, _ in runs)
         return out
 
     def caption_clips(self, clips: Sequence[Clip], features: FeatureSet) -> list[Caption]:

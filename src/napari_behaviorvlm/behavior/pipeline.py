@@ -62,6 +62,8 @@ class SegmentationConfig:
         overseg: over-segmentation parameters.
         thresholds: kinematic captioner thresholds.
         min_bout_s: the local merger absorbs bouts shorter than this (s).
+        split_min_s: local backend: clips are also cut where the kinematic per-frame labels
+            change for at least this long (s; 0 = off), so a boundary inside a clip survives.
         compatible: label groups the local merger joins when adjacent.
         labels: behavior vocabulary for the VLM prompts.
         vlm: a ``napari_behaviorvlm.vlm.VLMConfig`` (backend ``"vlm"`` only).
@@ -78,6 +80,7 @@ class SegmentationConfig:
     overseg: OversegConfig = attrs.field(factory=OversegConfig)
     thresholds: KinematicThresholds = attrs.field(factory=KinematicThresholds)
     min_bout_s: float = 0.5
+    split_min_s: float = 0.3
     compatible: list[tuple[str, ...]] = attrs.field(factory=list)
     labels: tuple[str, ...] = DEFAULT_LABELS
     vlm: Any = None
@@ -237,8 +240,11 @@ def segment_inputs(
     _stop(should_stop)
     stats: dict[str, Any] = {"n_clips": len(clips), "features": list(features.names)}
     if config.backend == "local":
+        captioner = KinematicCaptioner(config.thresholds)
+        if config.split_min_s > 0:
+            clips = captioner.split_clips(clips, features, config.split_min_s)
         _progress(on_progress, 0.3, f"captioning {len(clips)} clips (kinematic)")
-        captions = KinematicCaptioner(config.thresholds).caption_clips(clips, features)
+        captions = captioner.caption_clips(clips, features)
         _progress(on_progress, 0.8, "merging")
         segments = LocalMerger(config.min_bout_s, config.compatible).merge(clips, captions, features.fps)
     else:
