@@ -43,7 +43,11 @@ For one multi-view frame, given each view's stage-3 assignment:
    - ``AMBIGUOUS``: the stage-3 margin is below ``ambiguous_margin`` and the 3D point has
      at most 2 views (nothing else confirms it); or a 2-view point lies farther than
      ``max(6 mm, 3 sigma)`` from its prediction; or the keypoint's rigid-link lengths break
-     the seeds' body shape by more than ``shape_tolerance_mm``.
+     the seeds' body shape by more than ``shape_tolerance_mm``; or its distances to all the
+     other keypoints lie outside the seeds' ranges by more than ``range_tolerance_mm`` (median
+     over its partners, less ``range_spread_factor`` times the ranges' median width): a track
+     on a consistent wrong dot seen in 3+ views, which no cross-view check can reject.
+     A flagged keypoint is re-anchored on the body in the next frame (``pipeline.predict_3d``).
 """
 
 from __future__ import annotations
@@ -82,6 +86,8 @@ class RefineParams:
             seeds' by more than this (median over its rigid partners).
         side_tolerance_mm: A left/right keypoint is on the wrong side of the body when it is
             more than this beyond the midline plane.
+        range_tolerance_mm: AMBIGUOUS when a keypoint's distances to the other keypoints lie
+            outside the seeds' range by more than this (median over its partners).
     """
 
     threshold_px: float = 4.0
@@ -92,6 +98,8 @@ class RefineParams:
     reassign_sigma_px: float = 1.5
     shape_tolerance_mm: float = 7.0
     side_tolerance_mm: float = 2.0
+    range_tolerance_mm: float = 5.0
+    range_spread_factor: float = 0.2
 
 
 @attrs.define(eq=False)
@@ -351,6 +359,9 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
         resid = body.shape_residual(points3d)
         kp_flags |= np.where(np.nan_to_num(resid) > params.shape_tolerance_mm,
                              int(Flag.AMBIGUOUS), 0).astype(np.uint16)
+        spread_resid = body.range_residual(points3d, params.range_spread_factor)
+        kp_flags |= np.where(np.nan_to_num(spread_resid) > params.range_tolerance_mm,
+                             int(Flag.AMBIGUOUS), 0).astype(np.uint16)
         lat = body.lateral(points3d) * body.side
         kp_flags |= np.where(np.nan_to_num(lat) < -params.side_tolerance_mm,
                              int(Flag.SWAP), 0).astype(np.uint16)
@@ -454,6 +465,8 @@ class BodyModel:
     rigid: np.ndarray
     side: np.ndarray
     midline: list[int]
+    min_dist: np.ndarray | None = None
+    max_dist: np.ndarray | None = None
 
     @classmethod
     def from_seeds(cls, skeleton: Skeleton, poses: list[np.ndarray], rigid_spread_mm: float = 1.0,
@@ -464,7 +477,8 @@ class BodyModel:
         d = np.linalg.norm(stack[:, :, :, None] - stack[:, :, None], axis=-1)  # (S, M, K, K)
         with np.errstate(invalid="ignore"), _quiet():
             mean = np.nanmean(d, axis=0)
-            spread = np.nanmax(d, axis=0) - np.nanmin(d, axis=0)
+            lo, hi = np.nanmin(d, axis=0), np.nanmax(d, axis=0)
+            spread = hi - lo
             n_ok = np.isfinite(d).sum(axis=0)
         rigid = (n_ok >= 2) & (spread < rigid_spread_mm) & (mean > 5.0)
         lat = np.stack([_lateral(p, midline) for p in poses]) if poses else np.full((1,) + stack.shape[1:3], np.nan)
@@ -472,7 +486,7 @@ class BodyModel:
             mean_sign = np.nanmean(np.sign(lat), axis=0)
             consistent = np.nanmin(np.abs(lat), axis=0) > side_min_mm
         side = np.where(consistent & (np.abs(mean_sign) == 1), np.sign(mean_sign), 0)
-        return cls(mean, rigid, np.nan_to_num(side).astype(int), midline)
+        return cls(mean, rigid, np.nan_to_num(side).astype(int), midline, lo, hi)
 
     def shape_residual(self, x3: np.ndarray) -> np.ndarray:
         """``(M, K)`` mm: median deviation of each keypoint's rigid-link lengths from the seeds
@@ -483,6 +497,27 @@ class BodyModel:
             med = np.nanmedian(dev, axis=2)
         n = np.isfinite(dev).sum(axis=2)
         return np.where(n >= 2, med, np.nan)
+
+    def range_residual(self, x3: np.ndarray, spread_factor: float = 0.0,
+                       min_partners: int = 3) -> np.ndarray:
+        """``(M, K)`` mm: median, over every other located keypoint, of how far the distance
+        to it lies outside the range the seeds showed (negative inside the range), less
+        ``spread_factor`` times the median width of those ranges (a keypoint that moved a lot
+        across the seeds, a paw, is allowed more). A track on a consistent wrong dot (a
+        distractor, another keypoint's dot) seen in 3+ views breaks many of these distances
+        at once. NaN with fewer than ``min_partners`` partners."""
+        if self.min_dist is None or self.max_dist is None:
+            return np.full(x3.shape[:2], np.nan)
+        d = np.linalg.norm(x3[:, :, None] - x3[:, None], axis=-1)
+        dev = np.maximum(d - self.max_dist, self.min_dist - d)
+        n_kp = x3.shape[1]
+        dev[:, np.arange(n_kp), np.arange(n_kp)] = np.nan
+        width = self.max_dist - self.min_dist
+        width[:, np.arange(n_kp), np.arange(n_kp)] = np.nan
+        with _quiet():
+            med = np.nanmedian(dev, axis=2) - spread_factor * np.nanmedian(width, axis=2)
+        n = np.isfinite(dev).sum(axis=2)
+        return np.where(n >= min_partners, med, np.nan)
 
     def lateral(self, x3: np.ndarray) -> np.ndarray:
         """``(M, K)`` mm: signed distance of each keypoint from the body's midline plane
