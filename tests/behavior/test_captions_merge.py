@@ -128,3 +128,16 @@ def test_split_clips_cuts_at_sustained_label_changes():
     assert [(c.start, c.end, c.subject, c.cluster) for c in out] == [
         (0, 29, "a", 3), (30, 59, "a", 3), (0, 29, "b", -1)]
     assert [c.label for c in cap.caption_clips(out, fs)] == ["walk", "rest", "walk"]
+
+
+def test_merger_keeps_a_short_bout_its_captions_are_sure_of():
+    clips = [Clip(0, 29, "m"), Clip(30, 39, "m"), Clip(40, 69, "m")]  # sniff: 0.4 s at 25 fps
+    merger = LocalMerger(min_bout_s=0.5)
+    sure = merger.merge(clips, [_cap("walk"), _cap("sniff", 1.0), _cap("walk")], fps=25.0)
+    assert [(s.start, s.end, s.label) for s in sure] == [
+        (0, 29, "walk"), (30, 39, "sniff"), (40, 69, "walk")]
+    unsure = merger.merge(clips, [_cap("walk"), _cap("sniff", 0.6), _cap("walk")], fps=25.0)
+    assert [(s.start, s.end, s.label) for s in unsure] == [(0, 69, "walk")]
+    too_short = merger.merge([Clip(0, 29, "m"), Clip(30, 34, "m"), Clip(35, 69, "m")],
+                             [_cap("walk"), _cap("sniff", 1.0), _cap("walk")], fps=25.0)
+    assert [s.label for s in too_short] == ["walk"]  # 0.2 s < keep_min_s

@@ -5,7 +5,9 @@ Per animal, in time order:
 1. adjacent clips with the same label (and target), or with labels in one ``compatible``
    group, join into one bout; a joined bout takes the label covering most of its frames;
 2. bouts shorter than ``min_bout_s`` are absorbed: into both neighbours when those agree
-   (A-b-A becomes A), else into the longer neighbour; shortest bouts first;
+   (A-b-A becomes A), else into the longer neighbour; shortest bouts first; a short bout whose
+   clips were sure of their label (mean confidence >= ``keep_confident``) and that lasts at
+   least ``keep_min_s`` stays;
 3. each bout becomes a :class:`~napari_behaviorvlm.core.segments.Segment` with source
    ``"model"``, score = frame-weighted mean clip confidence, caption = the caption of its longest
    clip.
@@ -92,10 +94,24 @@ class LocalMerger:
     Attributes:
         min_bout_s: bouts shorter than this (seconds) are absorbed by their neighbours.
         compatible: groups of labels merged as one when adjacent, e.g. ``[("walk", "run")]``.
+        keep_confident: a short bout is still kept when its clips were sure of their label
+            (frame-weighted mean confidence at least this) and it lasts at least ``keep_min_s``:
+            a brief sniff or rest the captions agree on is a real bout, not noise.
+        keep_min_s: see ``keep_confident`` (s).
     """
 
     min_bout_s: float = 0.5
     compatible: list[tuple[str, ...]] = attrs.field(factory=list)
+    keep_confident: float = 0.95
+    keep_min_s: float = 0.3
+
+    def _absorbable(self, bout: Bout, min_len: int, keep_len: int) -> bool:
+        """Shorter than ``min_len`` frames and not a sure short bout (see the class)."""
+        if bout.n_frames >= min_len:
+            return False
+        sure = (bout.conf_weight > 0 and bout.n_frames >= keep_len
+                and bout.conf_frames / bout.conf_weight >= self.keep_confident)
+        return not sure
 
     def _group(self, label: str) -> tuple[str, ...]:
         for group in self.compatible:
@@ -119,13 +135,15 @@ class LocalMerger:
     def merge(self, clips: Sequence[Clip], captions: Sequence[Caption], fps: float) -> list[Segment]:
         """Segments (source ``"model"``) from clips and their captions, sorted by subject, start."""
         min_len = max(1, int(round(self.min_bout_s * fps)))
+        keep_len = max(1, int(round(self.keep_min_s * fps)))
         segments: list[Segment] = []
         for _subject, bouts in sorted(bouts_from_clips(clips, captions).items()):
             bouts = self._join_same(bouts)
             while len(bouts) > 1:
-                i = min(range(len(bouts)), key=lambda k: (bouts[k].n_frames, k))
-                if bouts[i].n_frames >= min_len:
+                short = [k for k in range(len(bouts)) if self._absorbable(bouts[k], min_len, keep_len)]
+                if not short:
                     break
+                i = min(short, key=lambda k: (bouts[k].n_frames, k))
                 left = bouts[i - 1] if i > 0 else None
                 right = bouts[i + 1] if i + 1 < len(bouts) else None
                 if left is not None and right is not None and left.label == right.label \
