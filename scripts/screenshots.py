@@ -9,7 +9,8 @@ Steps (each saves ``docs/images/labeling-<n>-<name>.png``, the whole window with
    reprojection hints (cyan crosses) in the cameras not labeled yet;
 3. the local reasoner's results colored by confidence (Run tab after the run);
 4. reviewing a flagged frame (Review tab; flagged points have a thick red border);
-5. the same frame colored by keypoint with names and skeleton edges.
+5. the same frame colored by keypoint with names and skeleton edges;
+6. behavior segments of the labeled session on the timeline dock, the playhead on the frame.
 
 Images are palette-quantized (256 colors) to stay small (< 300 KB each).
 """
@@ -26,7 +27,7 @@ import numpy as np
 
 IMAGES = ["labeling-1-session.png", "labeling-2-seeds-and-hints.png",
           "labeling-3-run-confidence.png", "labeling-4-review.png",
-          "labeling-5-keypoint-colors.png"]
+          "labeling-5-keypoint-colors.png", "timeline.png"]
 
 
 def _settle(app, seconds: float = 0.3) -> None:
@@ -172,6 +173,21 @@ def main(argv: list[str] | None = None) -> int:
         widget.names_check.setChecked(True)
         widget.skeleton_check.setChecked(True)
         save(out / "labeling-5-keypoint-colors.png")
+
+        from napari_behaviorvlm.napari.timeline import add_timeline_dock
+
+        widget.set_color_mode("confidence")
+        widget.names_check.setChecked(False)
+        widget.skeleton_check.setChecked(False)
+        widget.tabs.setCurrentIndex(0)
+        timeline = add_timeline_dock(viewer)
+        timeline.run_segmentation()
+        while timeline.worker is not None:
+            app.processEvents()
+            time.sleep(0.01)
+        timeline.fit()
+        _settle(app, 0.5)
+        save(out / "timeline.png")
         state.dirty = False
         viewer.close()
     return 0
