@@ -31,8 +31,24 @@ _DOT_PART = {"ear_left": 2, "ear_right": 2, "back_front": 1, "back_mid": 0, "bac
              "tail_base": 0}
 
 
+class TruthViews:
+    """The truth seen as the package's tables, shared by :class:`SyntheticSession` and
+    :class:`~napari_behaviorvlm.synth.writer.SyntheticTruth` (which provide the arrays)."""
+
+    def bouts(self) -> SegmentTable:
+        """True behavior bouts (runs of equal label and target; inclusive spans, source
+        ``human``), as a segment table."""
+        return bouts_from_labels(self.behavior, self.target, self.individual_names)
+
+    def pose_table(self, visible_only: bool = True) -> PoseTable:
+        """The truth as a :class:`PoseTable` (see :func:`truth_pose_table`; 2D only where
+        visible when ``visible_only``)."""
+        return truth_pose_table(self.camera_names, self.individual_names, self.keypoint_names,
+                                self.points2d, self.visible, self.points3d, visible_only)
+
+
 @attrs.define(eq=False)
-class SyntheticSession:
+class SyntheticSession(TruthViews):
     """A simulated session: rig, ground truth and an on-demand renderer.
 
     Attributes:
@@ -111,14 +127,6 @@ class SyntheticSession:
             self._renderer = Renderer(self)
         return self._renderer
 
-    def bouts(self) -> SegmentTable:
-        """True behavior bouts (runs of equal label and target), as a segment table."""
-        return bouts_from_labels(self.behavior, self.target, self.individual_names)
-
-    def pose_table(self, visible_only: bool = True) -> PoseTable:
-        """The truth as a :class:`PoseTable` (see :func:`truth_pose_table`)."""
-        return truth_pose_table(self.camera_names, self.individual_names, self.keypoint_names,
-                                self.points2d, self.visible, self.points3d, visible_only)
 
 
 def truth_pose_table(camera_names, individual_names, keypoint_names, points2d: np.ndarray,

@@ -33,11 +33,10 @@ import tomli_w
 
 from napari_behaviorvlm.core.atomic import atomic_path, atomic_write_text, check_overwrite
 from napari_behaviorvlm.core.pose import PoseTable, Source
-from napari_behaviorvlm.core.segments import SegmentTable
 from napari_behaviorvlm.core.session import CameraSource, Session
 from napari_behaviorvlm.geometry.camera import save_calibration
 from napari_behaviorvlm.io.labels_csv import write_labels_csv
-from napari_behaviorvlm.synth.simulate import SyntheticSession, bouts_from_labels, truth_pose_table
+from napari_behaviorvlm.synth.simulate import SyntheticSession, TruthViews
 
 __all__ = ["SyntheticTruth", "choose_seed_frames", "load_truth", "seed_pose_table",
            "write_synthetic_session"]
@@ -227,7 +226,7 @@ def _write_truth(sim: SyntheticSession, folder: Path, seed_frames: list[int]) ->
 
 
 @attrs.define(eq=False)
-class SyntheticTruth:
+class SyntheticTruth(TruthViews):
     """Ground truth read back from a session folder (exactly as simulated).
 
     Attributes:
@@ -259,14 +258,6 @@ class SyntheticTruth:
     def n_frames(self) -> int:
         return int(self.points3d.shape[0])
 
-    def bouts(self) -> SegmentTable:
-        """True behavior bouts (inclusive spans, source ``human``)."""
-        return bouts_from_labels(self.behavior, self.target, self.individual_names)
-
-    def pose_table(self, visible_only: bool = True) -> PoseTable:
-        """The truth as a :class:`PoseTable` (2D only where visible when ``visible_only``)."""
-        return truth_pose_table(self.camera_names, self.individual_names, self.keypoint_names,
-                                self.points2d, self.visible, self.points3d, visible_only)
 
 
 def load_truth(out_dir: str | os.PathLike) -> SyntheticTruth:
