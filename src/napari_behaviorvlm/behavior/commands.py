@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from napari_behaviorvlm.core.atomic import atomic_write_text, check_overwrite
+from napari_behaviorvlm.vlm.commands import add_vlm_arguments, config_from_args
 
 __all__ = ["register", "register_bench"]
 
@@ -32,11 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--backend", choices=("local", "vlm"), default="local",
                    help="local: kinematic captions + deterministic merge (default); "
                         "vlm: captions from video frames and LLM merge via an OpenAI-compatible server")
-    p.add_argument("--base-url", help="OpenAI-compatible API root, e.g. http://localhost:8000/v1")
-    p.add_argument("--model", help="model name the server knows")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                   help="NAME of the environment variable holding the API key")
-    p.add_argument("--cache-dir", help="VLM answer cache folder (default: <out>.vlm-cache)")
+    add_vlm_arguments(p)
     p.add_argument("--clusters", type=int, default=10, help="k-means clusters per animal (10)")
     p.add_argument("--method", choices=("kmeans", "changepoint"), default="kmeans",
                    help="over-segmentation method (kmeans)")
@@ -101,14 +98,8 @@ def _segment(args: argparse.Namespace) -> int:
 
         project = Project.new(load_session(src), default_qd_mouse_skeleton())
     vlm = None
-    if args.backend == "vlm":
-        if not args.base_url or not args.model:
-            raise ValueError("--backend vlm needs --base-url and --model")
-        from napari_behaviorvlm.vlm import VLMConfig
-
-        cache = Path(args.cache_dir) if args.cache_dir else out.with_name(out.name + ".vlm-cache")
-        vlm = VLMConfig(base_url=args.base_url, model=args.model, api_key_env=args.api_key_env,
-                        cache_dir=cache)
+    if args.backend == "vlm":  # answers cached beside the project: a rerun costs no calls
+        vlm = config_from_args(args, out.with_name(out.name + ".vlm-cache"))
     try:
         cameras = tuple(int(c) for c in args.cameras.split(",") if c.strip())
     except ValueError:

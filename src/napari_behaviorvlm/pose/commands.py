@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from napari_behaviorvlm.core.atomic import atomic_write_text
+from napari_behaviorvlm.vlm.commands import add_vlm_arguments, config_from_args
 
 __all__ = ["parse_frames", "register", "register_bench"]
 
@@ -50,10 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seed labels CSV (frame,camera,individual,keypoint,x,y); needed for a new project")
     p.add_argument("--backend", choices=("local", "vlm", "hybrid"), default="local",
                    help="local (default, no network), vlm, or hybrid (model only where ambiguous)")
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1")
-    p.add_argument("--model", default=None, help="model name on that endpoint")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                   help="NAME of the environment variable holding the API key (default OPENAI_API_KEY)")
     p.add_argument("--frames", default=None, help="inclusive frame range(s), e.g. 0-199 or 0-99,200-299")
     p.add_argument("--individuals", default=None,
                    help="comma-separated individual names (default: those in the seeds CSV)")
@@ -62,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "in napari; seed and human labels are kept)")
     p.add_argument("--save-every", type=int, default=50, help="save the project every N frames (default 50)")
     p.add_argument("--out", type=Path, required=True, help="project file (.bvlm) to write or resume")
+    add_vlm_arguments(p)
     p.set_defaults(func=_label)
 
 
@@ -86,12 +84,8 @@ def _label(args: argparse.Namespace) -> int:
     from napari_behaviorvlm.video.session_io import load_session
 
     vlm = None
-    if args.backend != "local":
-        if not args.base_url or not args.model:
-            raise ValueError(f"--backend {args.backend} needs --base-url and --model")
-        from napari_behaviorvlm.vlm import VLMConfig
-
-        vlm = VLMConfig(base_url=args.base_url, model=args.model, api_key_env=args.api_key_env)
+    if args.backend != "local":  # answers cached beside the project: a rerun costs no calls
+        vlm = config_from_args(args, args.out.with_name(args.out.name + ".vlm-cache"))
     if args.out.exists():
         project = load_project(args.out)
         print(f"resuming {args.out}: {len(done_frames(project))} frames already done")
