@@ -42,3 +42,17 @@ def test_label_command_creates_then_resumes(tmp_path, capsys):
     # a new project without seeds is refused with a clear message
     assert main(["label", str(session), "--out", str(tmp_path / "other.bvlm")]) == 2
     assert "--seeds" in capsys.readouterr().err
+    # a model backend without its API key stops before any work, naming the variable
+    before = out.read_bytes()
+    assert main(["label", str(session), "--out", str(out), "--relabel", "--backend", "vlm",
+                 "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                 "--api-key-env", "BVLM_TEST_UNSET_KEY"]) == 2
+    err = capsys.readouterr().err
+    assert "BVLM_TEST_UNSET_KEY" in err and "Traceback" not in err
+    assert out.read_bytes() == before  # nothing lost or rewritten
+    # a relabel run redoes the finished frames and keeps the seeds
+    assert main(["label", str(session), "--out", str(out), "--relabel", "--frames", "0-5"]) == 0
+    assert "labeled 5 frames" in capsys.readouterr().out
+    third = load_project(out)
+    assert (third.poses.points2d[third.poses.source == Source.SEED]
+            == second.poses.points2d[second.poses.source == Source.SEED]).all()

@@ -80,7 +80,9 @@ def _label(args: argparse.Namespace) -> int:
 
     from napari_behaviorvlm.core.project import Project, load_project, save_project
     from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
-    from napari_behaviorvlm.pose.pipeline import LabelingConfig, done_frames, run_labeling
+    from napari_behaviorvlm.pose.pipeline import (
+        LabelingConfig, done_frames, make_reasoner, run_labeling,
+    )
     from napari_behaviorvlm.video.session_io import load_session
 
     vlm = None
@@ -104,6 +106,7 @@ def _label(args: argparse.Namespace) -> int:
         read_labels_csv(args.seeds, project.poses)
     frames = parse_frames(args.frames, project.poses.n_frames)
     config = LabelingConfig(backend=args.backend, vlm=vlm)
+    reasoner = make_reasoner(config)  # a missing API key is reported before any work
     if vlm is not None:
         _print_estimate(project, frames, vlm, args.backend, args.relabel)
     bar = tqdm(total=None, unit="frame", desc="labeling")
@@ -120,7 +123,7 @@ def _label(args: argparse.Namespace) -> int:
 
     try:
         report = run_labeling(project, frames=frames, config=config, on_progress=progress,
-                              on_frame_done=frame_done, relabel=args.relabel)
+                              on_frame_done=frame_done, relabel=args.relabel, reasoner=reasoner)
     except KeyboardInterrupt:
         bar.close()
         save_project(project, args.out)
