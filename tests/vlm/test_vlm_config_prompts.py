@@ -81,8 +81,7 @@ def test_approx_tokens_counts_text_and_image_tiles():
 
 def test_every_shipped_prompt_loads_with_a_valid_schema():
     names = available_prompts()
-    assert {"pose_region_v1", "pose_assign_v1", "caption_clip_v1", "merge_segments_v1"} <= set(
-        names)
+    assert {"pose_assign_v1", "caption_clip_v1", "merge_segments_v1"} <= set(names)
     for name in names:
         prompt = load_prompt(name)
         assert prompt.version == name and prompt.system and prompt.user
