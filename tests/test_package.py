@@ -81,3 +81,21 @@ def test_cli_entry_point_runs():
                             timeout=120)
     assert result.returncode == 0
     assert napari_behaviorvlm.__version__ in result.stdout
+
+
+def test_every_core_module_imports_on_its_own():
+    """No import cycle: each module imports first, in a clean package state."""
+    modules = []
+    for name in CORE_PACKAGES:
+        pkg = __import__(f"napari_behaviorvlm.{name}", fromlist=["_"])
+        modules += [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}:\n"
+        "    for k in [k for k in sys.modules if k.startswith('napari_behaviorvlm')]:\n"
+        "        del sys.modules[k]\n"
+        "    importlib.import_module(m)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import glob as globmod
 import re
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -48,13 +47,10 @@ import attrs
 import cv2
 import numpy as np
 
+from napari_behaviorvlm.core.tomlfile import read_toml
 from napari_behaviorvlm.geometry.camera import CalibrationError, Camera, CameraGroup
 from napari_behaviorvlm.geometry.triangulation import reprojection_errors, triangulate
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "Board", "CalibrationResult", "CameraDetections", "calibrate", "calibrate_from_detections",
@@ -167,12 +163,7 @@ def load_board(path: str | Path) -> Board:
         CalibrationError: missing file, not TOML, or missing/invalid keys (named in the message).
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CalibrationError(f"board file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"{path} is not a valid TOML board file: {exc}") from None
+    data = read_toml(path, "board", CalibrationError)
     if "calibration" in data and isinstance(data["calibration"], dict):
         data = {**data, **data["calibration"]}
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,6 @@ import attrs
 import cv2
 import numpy as np
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 import tomli_w
 
@@ -278,13 +273,10 @@ def load_calibration(path: str | Path) -> CameraGroup:
         CalibrationError: the file is missing, not TOML, or a camera section is malformed; the
             message names the file and the section.
     """
+    from napari_behaviorvlm.core.tomlfile import read_toml  # core imports this module
+
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CalibrationError(f"calibration file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"{path} is not a valid TOML calibration file: {exc}") from None
+    data = read_toml(path, "calibration", CalibrationError)
     try:
         group = CameraGroup.from_dict(data)
     except CalibrationError as exc:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from napari_behaviorvlm.core.atomic import atomic_write_text, check_overwrite
+from napari_behaviorvlm.core.tomlfile import read_toml
 
 __all__ = ["format_calibration_report", "format_info", "register", "register_bench", "session_info"]
 
@@ -159,8 +155,8 @@ def _is_calibration_file(path: Path) -> bool:
     if not (path.is_file() and path.suffix.lower() == ".toml"):
         return False
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        data = read_toml(path, "calibration")
+    except ValueError:
         return False
     return "cameras" not in data and any(isinstance(v, dict) and "matrix" in v for v in data.values())
 

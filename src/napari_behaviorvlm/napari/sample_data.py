@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from napari_behaviorvlm.core.tomlfile import read_toml
 from napari_behaviorvlm.napari.reader import session_layer_data
 from napari_behaviorvlm.synth import SynthConfig, simulate, write_synthetic_session
 from napari_behaviorvlm.synth.writer import TRUTH_DIR
@@ -58,12 +58,8 @@ def _complete(folder: Path) -> bool:
     needed = [*names, "calibration.toml", f"{TRUTH_DIR}/config.toml"]
     if not all((folder / name).is_file() for name in needed):
         return False
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
     try:
-        saved = tomllib.loads((folder / TRUTH_DIR / "config.toml").read_text(encoding="utf-8"))
+        saved = read_toml(folder / TRUTH_DIR / "config.toml", "simulator settings")
         return SynthConfig.from_dict(saved) == SAMPLE_CONFIG
     except (ValueError, OSError, TypeError):
         return False

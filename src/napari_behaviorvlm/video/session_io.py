@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +38,9 @@ import attrs
 import numpy as np
 import tomli_w
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from napari_behaviorvlm.core.atomic import atomic_write_text, check_overwrite
+from napari_behaviorvlm.core.tomlfile import read_toml
 from napari_behaviorvlm.core.session import CameraSource, Session
 from napari_behaviorvlm.geometry.camera import (
     CalibrationError, CameraGroup, _toml_safe, load_calibration,
@@ -141,12 +137,7 @@ def load_session(path: str | os.PathLike, cache_dir: str | os.PathLike | None = 
 def read_session_file(path: str | os.PathLike) -> dict[str, Any]:
     """Parse and validate a session file's keys (no video is opened)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"session file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SessionError(f"{path} is not a valid TOML file: {exc}") from None
+    data = read_toml(path, "session", SessionError, missing=FileNotFoundError)
     unknown = set(data) - _SESSION_KEYS
     if unknown:
         raise SessionError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_SESSION_KEYS)}")
