@@ -36,7 +36,6 @@ aniposelib does); ChArUco sizes count squares in every layout.
 
 from __future__ import annotations
 
-import contextlib
 import glob as globmod
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -378,12 +377,10 @@ def _project_model(cams: np.ndarray, boards: np.ndarray, obs_cam: np.ndarray,
 
 
 def _single_blas_thread():
-    """Limit BLAS to one thread (if threadpoolctl is installed): the bundle adjustment's matrices
-    are small, and on a busy machine multi-threaded BLAS makes them many times slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        return contextlib.nullcontext()
+    """Limit BLAS to one thread: the bundle adjustment's matrices are small, and on a busy
+    machine multi-threaded BLAS makes them many times slower."""
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(1, user_api="blas")
 
 
