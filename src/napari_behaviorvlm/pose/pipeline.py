@@ -37,6 +37,7 @@ import numpy as np
 from napari_behaviorvlm.core.pose import Flag, Source
 from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
+from napari_behaviorvlm.pose.decoys import Decoys, find_unlabeled_points
 from napari_behaviorvlm.pose.reasoner import LocalReasoner, Reasoner, ViewContext, ViewExample, harmonize
 from napari_behaviorvlm.pose.refine import BodyModel, RefineParams, refine_frame, score_frame
 
@@ -385,6 +386,7 @@ class _Runner:
     ref_peak: np.ndarray | None = None
     reference: list[np.ndarray] = attrs.field(factory=list)
     body: BodyModel | None = None
+    decoys: Decoys = attrs.field(factory=Decoys)
     cand_cache: dict[tuple[int, int], Candidates] = attrs.field(factory=dict)
 
     @property
@@ -428,7 +430,13 @@ class _Runner:
             focal = np.array([cam.matrix[0, 0] for cam in group])[:, None, None]
             with np.errstate(invalid="ignore", divide="ignore"):
                 sig2 = 1.0 + sig3[None] * focal / depth
+            dec3, dsig3 = self.decoys.predict(pred3, sig3)
+            dec2 = group.project(dec3)  # (C, D, 2)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                dsig2 = 1.0 + dsig3[None] * focal[:, :, 0] / np.stack(
+                    [cam.world_to_camera(dec3)[..., 2] for cam in group])
         else:
+            dec2 = dsig2 = None
             pred3, sig3 = None, None
             pred2, sig2 = predict_2d(poses.points2d, frame, direction, cfg.window, cfg.velocity_damping)
         examples = self._examples(frame, direction) if getattr(self.reasoner, "needs_examples", False) else []
@@ -469,6 +477,8 @@ class _Runner:
                 ref_peak=self.ref_peak,
                 image=(lambda c=c: self.read(c, frame)),
                 example_image=(lambda f, c=c: self.read(c, f)),
+                decoys=None if dec2 is None else dec2[c],
+                decoy_sigma=None if dsig2 is None else dsig2[c],
             )
             regions = self.reasoner.locate_regions(ctx)
             answers = self.reasoner.assign_regions(ctx, regions)
@@ -548,6 +558,19 @@ def _seed_peaks(runner: _Runner, seeds: Sequence[int]) -> np.ndarray | None:
     return np.array([np.median(p) if p else np.nan for p in peaks])
 
 
+def _seed_decoys(runner: _Runner, seeds: Sequence[int]) -> Decoys:
+    """Body-attached distractors: the seeds' unlabeled dots that agree in 3D (see
+    :mod:`.decoys`)."""
+    poses = runner.project.poses
+    if not runner.config.use_refinement or len(seeds) < 2:
+        return Decoys()
+    points = [find_unlabeled_points(runner.group, poses.points2d[:, s],
+                                    [runner.candidates(c, s) for c in range(poses.n_cameras)])
+              for s in seeds]
+    return Decoys.from_seeds([poses.points3d[s] for s in seeds], points,
+                             runner.project.skeleton.mirror_index())
+
+
 # --------------------------------------------------------------------------- public API
 def run_labeling(
     project: Project,
@@ -609,6 +632,7 @@ def run_labeling(
     runner.reference = [poses.points3d[s] for s in seeds]
     runner.body = BodyModel.from_seeds(project.skeleton, runner.reference)
     runner.ref_peak = _seed_peaks(runner, seeds)
+    runner.decoys = _seed_decoys(runner, seeds)
     runner.forget(seeds)
     block = 64
     try:

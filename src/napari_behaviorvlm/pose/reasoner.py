@@ -52,6 +52,7 @@ __all__ = [
 
 _BIG = 1e6
 SIGMA0_PX = 2.0
+DECOY_GATE = 3.5
 
 
 @attrs.define(eq=False)
@@ -87,6 +88,10 @@ class ViewContext:
         image: Callable ``() -> (H, W) uint8`` giving the view's image (loaded on demand, for
             image-based reasoners); None when images are not available.
         example_image: Callable ``(frame) -> (H, W) uint8`` for an example frame, or None.
+        decoys: ``(D, 2)`` px, predicted body-attached distractors (the eyes' shine, learned
+            from the seeds by :class:`~napari_behaviorvlm.pose.decoys.Decoys`; NaN = none);
+            ``decoy_sigma`` ``(D,)`` px their uncertainty. Stage 3 lets them compete for the
+            candidates and drops their answers.
     """
 
     camera: int
@@ -103,6 +108,8 @@ class ViewContext:
     ref_peak: np.ndarray | None = None
     image: Callable[[], np.ndarray] | None = None
     example_image: Callable[[int], np.ndarray] | None = None
+    decoys: np.ndarray | None = None
+    decoy_sigma: np.ndarray | None = None
 
     @property
     def n_individuals(self) -> int:
@@ -275,7 +282,11 @@ def _fit_offset(pred: np.ndarray, sig: np.ndarray, cand: np.ndarray, gate: float
 
     Hypotheses: no offset and every (keypoint, nearby candidate) displacement; each is scored by
     the summed truncated cost of every keypoint's nearest candidate plus a prior on the offset.
+    The prior's scale is at most twice the smallest sigma of the region: a shift that a
+    confident keypoint's prediction rules out is not bought by its uncertain neighbours (which
+    would slide a chain such as the tail by one dot, each keypoint onto the next one's dot).
     """
+    prior_px = min(prior_px, 2.0 * float(sig.min()))
     search = gate * sig.max() + prior_px
     d = np.linalg.norm(pred[:, None] - cand[None], axis=2)
     ki, ci = np.nonzero(d < search)
@@ -285,13 +296,15 @@ def _fit_offset(pred: np.ndarray, sig: np.ndarray, cand: np.ndarray, gate: float
     cost = np.minimum(0.5 * (dist / sig[None]) ** 2, 0.5 * gate ** 2).sum(axis=1)
     cost = cost + 0.5 * (np.linalg.norm(hyps, axis=1) / prior_px) ** 2
     best = hyps[int(np.argmin(cost))]
-    # refine: mean residual of the inliers under the best offset
+    # refine: residual of the inliers under the best offset, weighted by 1 / sigma^2 (an
+    # uncertain keypoint must not drag a confident one off its dot)
     moved = pred + best
     dd = np.linalg.norm(moved[:, None] - cand[None], axis=2)
     j = dd.argmin(axis=1)
     inl = dd[np.arange(len(pred)), j] < 2.0 * sig
     if inl.sum() >= 2:
-        best = best + (cand[j[inl]] - moved[inl]).mean(axis=0)
+        w = 1.0 / sig[inl] ** 2
+        best = best + ((cand[j[inl]] - moved[inl]) * w[:, None]).sum(axis=0) / w.sum()
     return best
 
 
@@ -342,14 +355,18 @@ def harmonize(ctx: ViewContext, answers: list[RegionAnswer]) -> ViewAssignment:
 
     The stacked region costs are solved jointly (Hungarian) so no candidate serves two
     keypoints; a region's own choice gets a bonus (a model's answer is a strong hint, not a
-    rule). Margins include the left/right swap of every symmetric pair.
+    rule). Margins include the left/right swap of every symmetric pair. The view's decoys
+    (``ctx.decoys``) take part as extra rows whose answers are dropped: a dot a decoy explains
+    better goes to no keypoint.
     """
     m_count, k_count = ctx.predicted.shape[:2]
     n = len(ctx.candidates)
     rows = [(a.individual, k) for a in answers for k in a.keypoints]
     r = len(rows)
-    full = np.full((r, n + r), _BIG)
-    none = np.zeros(r)
+    dec = _decoy_costs(ctx)
+    r_all = r + len(dec)
+    full = np.full((r_all, n + r_all), _BIG)
+    none = np.full(r_all, 0.5 * DECOY_GATE ** 2)
     conf_in = np.ones(r)
     flags_in = np.zeros(r, np.uint16)
     i = 0
@@ -360,13 +377,15 @@ def harmonize(ctx: ViewContext, answers: list[RegionAnswer]) -> ViewAssignment:
             conf_in[i] = a.confidence[j]
             flags_in[i] = a.flags[j]
             i += 1
-    full[np.arange(r), n + np.arange(r)] = none
-    choice = np.full(r, -1)
+    full[r:, :n] = dec
+    full[np.arange(r_all), n + np.arange(r_all)] = none
+    choice = np.full(r_all, -1)
     if r:
         rr, cc = linear_sum_assignment(full)
         for a_, c_ in zip(rr, cc):
             if c_ < n and full[a_, c_] < _BIG:
                 choice[a_] = c_
+    choice, full, none = choice[:r], full[:r], none[:r]
     key = {rk: idx for idx, rk in enumerate(rows)}
     mirror_kp = ctx.skeleton.mirror_index()
     mirror = np.array([key.get((mi, mirror_kp[k]), -1) for mi, k in rows], dtype=int)
@@ -386,6 +405,15 @@ def harmonize(ctx: ViewContext, answers: list[RegionAnswer]) -> ViewAssignment:
         conf[mi, k] = min(c, conf_in[idx])
         flags[mi, k] = flags_in[idx]
     return ViewAssignment(index, xy, conf, marg, flags)
+
+
+def _decoy_costs(ctx: ViewContext) -> np.ndarray:
+    """``(D', N)`` geometric costs of the view's predicted decoys (those with a prediction)."""
+    if ctx.decoys is None or not len(ctx.decoys) or not len(ctx.candidates):
+        return np.zeros((0, len(ctx.candidates)))
+    sig = np.full(len(ctx.decoys), 5.0) if ctx.decoy_sigma is None else ctx.decoy_sigma
+    ok = np.isfinite(ctx.decoys).all(axis=1) & np.isfinite(sig)
+    return geometric_cost(ctx.decoys[ok], np.maximum(sig[ok], 0.5), ctx.candidates, DECOY_GATE)
 
 
 def __getattr__(name: str):

@@ -1,0 +1,225 @@
+"""Body-attached distractors ("decoys") learned from the seed frames.
+
+Some bright spots that look exactly like a QD dot move with the body: the eyes' infrared shine
+sits ~10 mm in front of the ears and triangulates consistently across views, so no cross-view
+check can reject it, and a paw or an ear whose prediction comes near it takes it. The seed
+frames show such spots: candidates that no seed label names but that agree in 3D over at least
+``min_views`` views. A spot found at the same place relative to its nearest keypoints in at
+least two seeds is a *decoy*; for every later frame its 3D position is predicted from those
+keypoints' predicted positions, and stage 3 (:func:`~napari_behaviorvlm.pose.reasoner.harmonize`)
+lets it compete for the candidates like a keypoint whose answer is discarded: a dot is taken
+by a keypoint only when that keypoint explains it better than the decoy does.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import attrs
+import numpy as np
+
+from napari_behaviorvlm.geometry.camera import CameraGroup
+from napari_behaviorvlm.geometry.triangulation import triangulate
+from napari_behaviorvlm.pose.candidates import Candidates
+
+__all__ = ["Decoys", "find_unlabeled_points"]
+
+
+def _frame(p: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Origin and rotation ``(3, 3)`` (rows = axes) of the local frame of 3 points ``(3, 3)``."""
+    o = p.mean(axis=0)
+    x = p[0] - p[1]
+    nx = np.linalg.norm(x)
+    if not np.isfinite(nx) or nx < 1e-6:
+        return None
+    x = x / nx
+    v = p[2] - o
+    y = v - (v @ x) * x
+    ny = np.linalg.norm(y)
+    if ny < 1.0:  # (nearly) collinear anchors: the frame is undetermined
+        return None
+    y = y / ny
+    return o, np.stack([x, y, np.cross(x, y)])
+
+
+def find_unlabeled_points(group: CameraGroup, labels: np.ndarray, candidates: Sequence[Candidates],
+                          label_px: float = 2.0, agree_px: float = 1.5, min_views: int = 2
+                          ) -> np.ndarray:
+    """3D points of one frame's candidates that no label names but that agree across views.
+
+    Args:
+        group: The calibrated cameras (axis ``C``).
+        labels: ``(C, M, K, 2)`` px, the frame's labels (NaN = none).
+        candidates: Per view, the frame's candidates.
+        label_px: A candidate within this distance of a label is that label's dot.
+        agree_px: A view supports a 3D point when one of its free candidates lies this close to
+            the point's reprojection.
+        min_views: Views that must support a point.
+
+    Returns:
+        ``(P, 3)`` mm, one row per distinct point (supports counted, duplicates merged).
+    """
+    n_cam = len(group)
+    free = []
+    for c in range(n_cam):
+        cand = candidates[c]
+        xy = cand.xy if len(cand) else np.zeros((0, 2))
+        lab = labels[c].reshape(-1, 2)
+        lab = lab[np.isfinite(lab).all(axis=1)]
+        if len(xy) and len(lab):
+            d = np.linalg.norm(xy[:, None] - lab[None], axis=2).min(axis=1)
+            xy = xy[d > label_px]
+        free.append(xy)
+    found: list[np.ndarray] = []
+    for c1 in range(n_cam):
+        for c2 in range(c1 + 1, n_cam):
+            a, b = free[c1], free[c2]
+            if not len(a) or not len(b):
+                continue
+            obs = np.full((n_cam, len(a), len(b), 2), np.nan)
+            obs[c1] = a[:, None]
+            obs[c2] = b[None]
+            x3 = triangulate(obs, group).reshape(-1, 3)
+            ok = np.isfinite(x3).all(axis=1)
+            x3 = x3[ok]
+            if not len(x3):
+                continue
+            support = np.zeros(len(x3), int)
+            for c in range(n_cam):
+                if not len(free[c]):
+                    continue
+                proj = group[c].project(x3)
+                d = np.linalg.norm(proj[:, None] - free[c][None], axis=2).min(axis=1)
+                support += d < agree_px
+            found.extend(x3[support >= min_views])
+    out: list[np.ndarray] = []
+    for p in found:
+        if all(np.linalg.norm(p - q) > 2.0 for q in out):
+            out.append(p)
+    return np.array(out).reshape(-1, 3)
+
+
+@attrs.define(eq=False)
+class Decoys:
+    """Distractors that move with an individual's body, learned from the seed frames.
+
+    Attributes:
+        individual: ``(D,)`` individual index of each decoy.
+        anchors: ``(D, 3)`` keypoint indices whose local frame carries the decoy.
+        local: ``(D, 3)`` mm, the decoy in that frame (mean over the seeds that showed it).
+    """
+
+    individual: np.ndarray = attrs.field(factory=lambda: np.zeros(0, int))
+    anchors: np.ndarray = attrs.field(factory=lambda: np.zeros((0, 3), int))
+    local: np.ndarray = attrs.field(factory=lambda: np.zeros((0, 3)))
+
+    def __len__(self) -> int:
+        return int(len(self.individual))
+
+    @classmethod
+    def from_seeds(cls, poses3d: Sequence[np.ndarray], points: Sequence[np.ndarray],
+                   mirror: Sequence[int] | None = None, near_mm: float = 25.0,
+                   agree_mm: float = 3.0) -> Decoys:
+        """Decoys from the seeds' 3D poses and their unlabeled 3D points.
+
+        A point is a decoy when another seed shows a point at the same place in the frame of
+        its 3 nearest keypoints, or at the mirror image (the frame of the left/right partners
+        of those keypoints, ``mirror``): one eye's shine confirms the other's. Both the decoy
+        and its mirror image are kept.
+
+        Args:
+            poses3d: Per seed, ``(M, K, 3)`` mm.
+            points: Per seed, ``(P, 3)`` mm from :func:`find_unlabeled_points`.
+            mirror: ``(K,)`` left/right partner of every keypoint (itself on the midline);
+                None: no mirror images.
+            near_mm: A point farther than this from every keypoint of an individual is not
+                attached to it (floor reflections, lamp spots).
+            agree_mm: The same decoy in two seeds lies this close in its anchors' frame.
+        """
+        ind: list[int] = []
+        anc: list[np.ndarray] = []
+        loc: list[np.ndarray] = []
+        n_seeds = len(poses3d)
+        flip = np.array([1.0, 1.0, -1.0])
+        stack = np.stack(poses3d)  # (S, M, K, 3)
+        dist = np.linalg.norm(stack[:, :, :, None] - stack[:, :, None], axis=-1)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            spread = np.nanmax(dist, axis=0) - np.nanmin(dist, axis=0)  # (M, K, K) mm
+
+        def known(m: int, order: np.ndarray, here: np.ndarray) -> bool:
+            return any(i == m and (a == order).all() and np.linalg.norm(q - here) < agree_mm
+                       for i, a, q in zip(ind, anc, loc))
+
+        def found_in(s2: int, m: int, order: np.ndarray, here: np.ndarray) -> np.ndarray | None:
+            fr2 = _frame(poses3d[s2][m, order])
+            if fr2 is None or not len(points[s2]):
+                return None
+            local2 = (points[s2] - fr2[0]) @ fr2[1].T
+            dd = np.linalg.norm(local2 - here, axis=1)
+            return local2[int(dd.argmin())] if dd.min() < agree_mm else None
+
+        for s in range(n_seeds):
+            pose = poses3d[s]
+            for p in points[s]:
+                d = np.linalg.norm(pose - p, axis=-1)  # (M, K)
+                if not np.isfinite(d).any() or np.nanmin(d) > near_mm:
+                    continue
+                m = int(np.nanargmin(np.nanmin(d, axis=1)))
+                # anchors: the nearest keypoint and the two that keep the steadiest distance
+                # to it over the seeds (the other ear, not a paw that came near the face)
+                k0 = int(np.nanargmin(d[m]))
+                score = spread[m, k0] + 0.1 * d[m]
+                score[k0] = -np.inf
+                order = np.argsort(np.nan_to_num(score, nan=np.inf))[:3]
+                if not np.isfinite(d[m, order]).all() or not np.isfinite(score[order[1:]]).all():
+                    continue
+                fr = _frame(pose[m, order])
+                if fr is None:
+                    continue
+                here = (p - fr[0]) @ fr[1].T
+                if known(m, order, here):
+                    continue  # already learned from an earlier seed
+                mirrored = None if mirror is None else np.asarray(mirror)[order]
+                # confirmed by another seed: the same local position (or its mirror image)
+                # holds one of its points
+                seen = [here]
+                for s2 in range(n_seeds):
+                    if s2 == s:
+                        continue
+                    q = found_in(s2, m, order, here)
+                    if q is not None:
+                        seen.append(q)
+                    elif mirrored is not None:
+                        q = found_in(s2, m, mirrored, here * flip)
+                        if q is not None:
+                            seen.append(q * flip)
+                if len(seen) < 2:
+                    continue
+                mean = np.mean(seen, axis=0)
+                ind.append(m)
+                anc.append(order)
+                loc.append(mean)
+                if mirrored is not None and not known(m, mirrored, mean * flip):
+                    ind.append(m)
+                    anc.append(mirrored)
+                    loc.append(mean * flip)
+        if not ind:
+            return cls()
+        return cls(np.array(ind, int), np.array(anc, int), np.array(loc, float))
+
+    def predict(self, x3: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Decoy positions ``(D, 3)`` mm from keypoint positions ``x3`` ``(M, K, 3)`` and their
+        uncertainty ``(D,)`` mm (the largest of the anchors' ``sigma`` ``(M, K)``); NaN where an
+        anchor is unknown."""
+        out = np.full((len(self), 3), np.nan)
+        sig = np.full(len(self), np.nan)
+        for i in range(len(self)):
+            m, a = self.individual[i], self.anchors[i]
+            fr = _frame(x3[m, a])
+            if fr is None or not np.isfinite(fr[0]).all():
+                continue
+            out[i] = fr[0] + self.local[i] @ fr[1]
+            sig[i] = float(np.nanmax(sigma[m, a]))
+        return out, sig

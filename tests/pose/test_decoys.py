@@ -1,0 +1,104 @@
+"""Body-attached distractors learned from the seeds (``pose/decoys.py``), their part in stage 3
+and the region offset of stage 1 (``pose/reasoner.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_behaviorvlm.pose.candidates import Candidates
+from napari_behaviorvlm.pose.decoys import Decoys, find_unlabeled_points
+from napari_behaviorvlm.pose.reasoner import LocalReasoner, ViewContext, _fit_offset, harmonize
+from tests.pose.pose_fixtures import small_sim
+
+
+def _rot_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _eye(pose: np.ndarray, sim, left: bool) -> np.ndarray:
+    """A spot rigidly attached to the head: 9 mm in front of the ear, 2 mm lower."""
+    ear_l, ear_r, back = (pose[sim.skeleton.index(n)] for n in ("ear_left", "ear_right", "back_front"))
+    mid = (ear_l + ear_r) / 2
+    fwd = mid - back
+    fwd /= np.linalg.norm(fwd)
+    ear = ear_l if left else ear_r
+    return ear + 9.0 * fwd - np.array([0.0, 0.0, 2.0])
+
+
+def test_decoys_learned_from_two_seeds_one_mirrored_follow_the_head():
+    sim, seeds, _ = small_sim()
+    base = sim.points3d[seeds[0]].astype(float)  # (1, K, 3)
+    poses = [base @ _rot_z(a).T + t for a, t in [(0.0, 0.0), (1.1, [30.0, -20.0, 0.0]),
+                                                 (2.5, [-40.0, 10.0, 0.0])]]
+    # the left eye's spot shows in seeds 0 and 2, the right one's only in seed 1; plus one
+    # spot that moves with nothing (a floor reflection at a different place in every seed)
+    points = [np.array([_eye(poses[0][0], sim, True), [200.0, 0.0, 0.0]]),
+              np.array([_eye(poses[1][0], sim, False), [0.0, 200.0, 0.0]]),
+              np.array([_eye(poses[2][0], sim, True)])]
+    decoys = Decoys.from_seeds(poses, points, sim.skeleton.mirror_index())
+    assert len(decoys) == 2  # the left eye, confirmed, and its mirror image; no reflection
+    new = base @ _rot_z(-0.7).T + np.array([15.0, 25.0, 3.0])
+    pred, sig = decoys.predict(new, np.full(new.shape[:2], 2.0))
+    want = np.array([_eye(new[0], sim, True), _eye(new[0], sim, False)])
+    err = np.linalg.norm(pred[:, None] - want[None], axis=-1).min(axis=0)
+    assert err.max() < 1.5  # the mirror image assumes a symmetric head: the seed pose is nearly so
+    assert np.allclose(sig, 2.0)
+    # a spot seen in a single seed is not a decoy
+    assert len(Decoys.from_seeds(poses, [points[0], np.zeros((0, 3)), np.zeros((0, 3))])) == 0
+
+
+def test_find_unlabeled_points_triangulates_unnamed_dots_only():
+    sim, seeds, _ = small_sim()
+    f = seeds[0]
+    labels = sim.points2d[:, f].astype(float)
+    spot = sim.points3d[f, 0, 0] + np.array([0.0, 0.0, 25.0])
+    xy = sim.calibration.project(spot[None])[:, 0]  # (C, 2)
+    cands = []
+    for c in range(len(sim.calibration)):
+        pts = np.vstack([labels[c].reshape(-1, 2), xy[c][None]])
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        cands.append(Candidates(pts, np.full(len(pts), 100.0), np.full(len(pts), 9.0)))
+    found = find_unlabeled_points(sim.calibration, labels, cands)
+    assert len(found) == 1
+    assert np.linalg.norm(found[0] - spot) < 0.5
+
+
+def _ctx(sim, cand_xy, pred, sigma, decoys=None, decoy_sigma=None) -> ViewContext:
+    n_kp = sim.skeleton.n_keypoints
+    return ViewContext(
+        camera=0, camera_name="cam0", frame=0,
+        candidates=Candidates(np.asarray(cand_xy, float), np.full(len(cand_xy), 100.0),
+                              np.full(len(cand_xy), 9.0)),
+        predicted=pred, sigma=sigma, expected_visible=np.isfinite(pred).all(-1),
+        locked=np.zeros((1, n_kp), bool), skeleton=sim.skeleton, individual_names=["mouse"],
+        decoys=decoys, decoy_sigma=decoy_sigma)
+
+
+def test_a_decoy_keeps_an_uncertain_paw_off_the_eye_shine():
+    sim, _, _ = small_sim()
+    n_kp = sim.skeleton.n_keypoints
+    paw = sim.skeleton.index("paw_front_left")
+    pred = np.full((1, n_kp, 2), np.nan)
+    sigma = np.full((1, n_kp), 2.0)
+    pred[0, paw] = [100.0, 100.0]
+    sigma[0, paw] = 12.0  # a re-anchored paw
+    eye, paw_dot = [104.0, 100.0], [125.0, 100.0]
+    reasoner = LocalReasoner()
+    ctx = _ctx(sim, [eye, paw_dot], pred, sigma)
+    out = harmonize(ctx, reasoner.assign_regions(ctx, reasoner.locate_regions(ctx)))
+    assert out.index[0, paw] == 0  # without the decoy the paw takes the eye's shine
+    ctx = _ctx(sim, [eye, paw_dot], pred, sigma, np.array([[104.5, 100.0]]), np.array([2.0]))
+    out = harmonize(ctx, reasoner.assign_regions(ctx, reasoner.locate_regions(ctx)))
+    assert out.index[0, paw] == 1
+
+
+def test_region_offset_does_not_slide_a_chain_by_one_dot():
+    # a tail: the base predicted on its dot (sigma 2 px), mid and tip uncertain (11 px) and
+    # 16 / 31 px off; the dots are 25 px apart along the chain, with one more dot before the
+    # base (the back): sliding every keypoint onto the previous dot fits the uncertain ones
+    dots = np.array([[100.0, 75.0], [100.0, 100.0], [100.0, 125.0], [100.0, 150.0]])
+    pred = np.array([[100.0, 100.5], [100.0, 141.0], [100.0, 181.0]])
+    sig = np.array([2.0, 11.0, 11.0])
+    offset = _fit_offset(pred, sig, dots, 3.5, 12.0)
+    assert np.linalg.norm(offset) < 2.0
