@@ -52,8 +52,8 @@ def register_bench(bench_subparsers) -> None:
     p.add_argument("--dataset", choices=("oft-rearing-grooming",), help="real dataset name")
     p.add_argument("path", nargs="?", help="dataset folder (with --dataset)")
     p.add_argument("--cross-session", action="store_true",
-                   help="OFT: also tune the clip/merge parameters on one video (small grid) and "
-                        "score them on the other, both ways (about a minute)")
+                   help="OFT: also tune the clip/merge parameters and the rear hold on one video "
+                        "(small grid) and score them on the other, both ways (about a minute)")
     p.add_argument("--synthetic", action="store_true", help="run the synthetic benchmark")
     p.add_argument("--frames", type=int, default=3000, help="synthetic frames per session (3000)")
     p.add_argument("--mice", type=int, default=1, help="synthetic mice per session (1)")
