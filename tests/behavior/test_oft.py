@@ -117,7 +117,8 @@ def test_grooming_is_scored_and_nan_where_nobody_grooms(oft_root):
 
 
 SMALL_GRID = {"n_clusters": (10, 16), "min_clip_s": (0.2,), "smooth_s": (0.1,),
-              "window_s": (0.5,), "min_bout_s": (0.3,), "rear_hold_s": (0.0, 0.16)}
+              "window_s": (0.5,), "min_bout_s": (0.3,), "wall_length_ratio": (0.9,),
+              "rear_hold_s": (0.0, 0.16)}
 
 
 def test_cross_session_tunes_on_one_video_and_tests_on_the_other(oft_root, monkeypatch):

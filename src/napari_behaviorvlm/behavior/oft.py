@@ -265,9 +265,11 @@ def evaluate_oft(session: OftSession, predicted: np.ndarray) -> dict:
 
 
 GRID = {"n_clusters": (6, 10, 16), "min_clip_s": (0.2, 0.4), "smooth_s": (0.1, 0.2),
-        "window_s": (0.25, 0.5), "min_bout_s": (0.3, 0.5), "rear_hold_s": (0.0, 0.08, 0.16, 0.24)}
-"""The small grid of over-segmentation/merge parameters and rear holds searched by
-:func:`cross_session` (192 points)."""
+        "window_s": (0.25, 0.5), "min_bout_s": (0.3, 0.5), "wall_length_ratio": (0.8, 0.9),
+        "rear_hold_s": (0.0, 0.08, 0.16, 0.24)}
+"""The small grid searched by :func:`cross_session` (384 points): over-segmentation/merge
+parameters, the 2D near-wall rear rule (``KinematicThresholds.wall_length_ratio``) and the
+rear hold."""
 
 
 def _grid_configs() -> list[tuple[dict, SegmentationConfig]]:
@@ -277,7 +279,7 @@ def _grid_configs() -> list[tuple[dict, SegmentationConfig]]:
     keys = [k for k in GRID if k != "rear_hold_s"]
     for values in itertools.product(*(GRID[k] for k in keys)):
         params = dict(zip(keys, values))
-        base = oft_config()
+        base = oft_config(KinematicThresholds(wall_length_ratio=params["wall_length_ratio"]))
         out.append((params, attrs.evolve(
             base, window_s=params["window_s"], min_bout_s=params["min_bout_s"],
             overseg=OversegConfig(n_clusters=params["n_clusters"], min_clip_s=params["min_clip_s"],
