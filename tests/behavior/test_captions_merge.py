@@ -7,6 +7,7 @@ from napari_behaviorvlm.behavior.captions import (
     Caption,
     CaptionError,
     KinematicCaptioner,
+    absorb_short_runs,
     validate_caption,
 )
 from napari_behaviorvlm.behavior.features import pose_features
@@ -66,9 +67,10 @@ def test_local_merger_joins_and_absorbs():
     caps = [_cap("walk"), _cap("walk", 0.5), _cap("rear"), _cap("walk"), _cap("rest"),
             _cap("run"), _cap("walk")]
     segs = LocalMerger(min_bout_s=0.2).merge(clips, caps, fps=25.0)  # 5 frames
-    # walk(0-19) + rear(20-22, short, both sides walk -> walk) + walk(23-40) -> one walk 0-40
+    # walk(0-19) + rear(20-22, short, both sides walk -> walk) + walk(23-40) -> one walk 0-40;
+    # run(61-63) between rest and walk is the transition into the walk: it joins the walk
     assert [(s.start, s.end, s.label) for s in segs] == [
-        (0, 40, "walk"), (41, 63, "rest"), (64, 80, "walk")]
+        (0, 40, "walk"), (41, 60, "rest"), (61, 80, "walk")]
     assert segs[0].source == "model"
     # frame-weighted confidence of the first segment: (10*1 + 10*0.5 + 3 + 18) / 41
     assert segs[0].score == pytest.approx((10 + 5 + 3 + 18) / 41)
@@ -92,7 +94,9 @@ def _features(n_frames, **per_animal):
 
     neutral = {"speed": 0.02, "head_speed": 0.0, "body_length_ratio": 1.0, "turn_rate": 0.0,
                "elevation": np.nan, "paw_head": np.nan, "wall": 5.0, "other_dist": 5.0,
-               "head_other": 4.0, "other_facing": 0.0, "approach": 0.0, "other_speed": 0.0}
+               "head_other": 4.0, "other_facing": 0.0, "approach": 0.0, "other_speed": 0.0,
+               "toward_other": np.nan, "other_away": np.nan, "relative_heading": np.nan,
+               "head_other_head": 4.0, "head_other_rear": 4.0, "back_height_ratio": np.nan}
     cols = [np.broadcast_to(np.asarray(per_animal.get(n, neutral[n]), float), (n_frames, 2))
             for n in POSE_FEATURES]
     nearest = np.tile([[1, 0]], (n_frames, 1))
@@ -141,3 +145,70 @@ def test_merger_keeps_a_short_bout_its_captions_are_sure_of():
     too_short = merger.merge([Clip(0, 29, "m"), Clip(30, 34, "m"), Clip(35, 69, "m")],
                              [_cap("walk"), _cap("sniff", 1.0), _cap("walk")], fps=25.0)
     assert [s.label for s in too_short] == ["walk"]  # 0.2 s < keep_min_s
+
+
+def test_sniff_needs_a_stop_on_all_fours():
+    speed = np.full((100, 2), 0.02)
+    speed[:40, 0] = 1.0  # a walks up to b
+    speed[45:60, 0] = 0.45  # still closing in (slower than walking, not stopped)
+    head_other = np.full((100, 2), 3.0)
+    head_other[45:, 0] = 0.2
+    crouch = np.ones((100, 2))
+    crouch[80:, 0] = 0.8  # a crouches down next to b: resting, no longer sniffing
+    labels = KinematicCaptioner().frame_labels(_features(
+        100, speed=speed, head_other=head_other, back_height_ratio=crouch))[:, 0]
+    assert "sniff" not in set(labels[45:60])
+    assert set(labels[60:80]) == {"sniff"}
+    assert set(labels[80:]) == {"rest"}
+
+
+def test_chase_follower_by_velocity_over_a_window():
+    toward = np.tile([2.5, -2.5], (60, 1))  # a runs toward b, b away from a
+    toward[28:33] = [-1.0, 1.0]  # a overtakes for a moment: it stays the follower
+    labels = KinematicCaptioner().frame_labels(_features(
+        60, speed=3.0, other_speed=3.0, other_dist=1.0, toward_other=toward))
+    assert set(labels[:, 0]) == {"chase"} and set(labels[:, 1]) == {"run"}
+    side = np.tile([0.2, 0.2], (60, 1))  # both run side by side: nobody follows
+    labels = KinematicCaptioner().frame_labels(_features(
+        60, speed=3.0, other_speed=3.0, other_dist=1.0, toward_other=side))
+    assert "chase" not in set(labels.ravel())
+
+
+def test_absorb_short_runs():
+    seq = np.array(list("aaaaabaaaacccccdddddd"))
+    out = "".join(absorb_short_runs(seq, 3))
+    assert out == "aaaaaaaaaacccccdddddd"  # a-b-a -> a; runs of >= 3 stay
+    # a-b-c: into the longer neighbour
+    assert "".join(absorb_short_runs(np.array(list("aaaabccccccc")), 2)) == "aaaacccccccc"
+    assert "".join(absorb_short_runs(np.array(list("aaaaaaabcc")), 2)) == "aaaaaaaacc"
+    assert "".join(absorb_short_runs(np.array(list("abbbbb")), 2)) == "bbbbbb"
+    assert len(absorb_short_runs(np.array([], dtype=str), 3)) == 0
+
+
+def test_split_clips_cuts_at_a_change_near_a_clip_edge():
+    speed = np.full((60, 2), 0.02)
+    speed[:25] = 1.0  # walk until frame 24, then rest; the cluster edge is at frame 30
+    fs = _features(60, speed=speed)
+    out = KinematicCaptioner().split_clips([Clip(0, 29, "a"), Clip(30, 59, "a")], fs, 0.3)
+    assert [(c.start, c.end) for c in out] == [(0, 24), (25, 29), (30, 59)]
+
+
+def test_merger_transitions_and_pairs():
+    merger = LocalMerger(min_bout_s=0.5)
+    # a sure 0.32 s bout between two different labels is a transition (< 0.4 s): into the next
+    clips = [Clip(0, 29, "m"), Clip(30, 37, "m"), Clip(38, 69, "m")]
+    segs = merger.merge(clips, [_cap("walk"), _cap("rest"), _cap("rear")], fps=25.0)
+    assert [(s.start, s.end, s.label) for s in segs] == [(0, 29, "walk"), (30, 69, "rear")]
+    longer = [Clip(0, 29, "m"), Clip(30, 40, "m"), Clip(41, 69, "m")]  # 0.44 s: kept
+    segs = merger.merge(longer, [_cap("walk"), _cap("rest"), _cap("rear")], fps=25.0)
+    assert [s.label for s in segs] == ["walk", "rest", "rear"]
+    # a's chase of b ends at frame 50, b stops running at 45: one event, both at frame 45
+    clips = [Clip(0, 49, "a"), Clip(50, 99, "a"), Clip(0, 44, "b"), Clip(45, 99, "b")]
+    caps = [Caption("chase", subject="a", target="b", confidence=1.0), _cap("walk", 1.0, "a"),
+            _cap("run", 1.0, "b"), _cap("rest", 1.0, "b")]
+    segs = merger.merge(clips, caps, fps=25.0)
+    assert [(s.subject, s.start, s.end, s.label, s.target) for s in segs] == [
+        ("a", 0, 44, "chase", "b"), ("a", 45, 99, "walk", ""),
+        ("b", 0, 44, "run", ""), ("b", 45, 99, "rest", "")]
+    far = LocalMerger(pair_window_s=0.1).merge(clips, caps, fps=25.0)  # 5 frames > 2.5
+    assert [s.end for s in far if s.subject == "a"] == [49, 99]

@@ -46,6 +46,30 @@ def test_two_animals_social_features(scripted):
     assert (fs.nearest[:, 0] == 1).all() and (fs.nearest[:, 1] == 0).all()
 
 
+def test_pair_features_who_follows_and_crouch(scripted):
+    pts, truth, names = scripted
+    k = {n: i for i, n in enumerate(names)}
+    pts = pts.copy()
+    for name in ("back_front", "back_mid", "back_rear"):
+        pts[truth == "rest", 0, k[name], 2] = 12.0  # the back lowered while resting
+    follower = pts.copy()
+    follower[..., 0] -= 120.0  # the same path, 120 mm behind
+    fs = pose_features(np.concatenate([pts, follower], axis=1), names, FPS, ["lead", "follow"])
+    moving = np.isin(truth, ["walk", "run"])
+    toward, away = fs.get("toward_other"), fs.get("other_away")
+    # the follower moves toward the leader, which moves away from it
+    assert np.median(toward[moving, 1]) > 0.5 and np.median(away[moving, 1]) > 0.5
+    assert np.median(toward[moving, 0]) < -0.5 and np.mean(toward[moving, 0] < 0) > 0.95
+    assert np.allclose(fs.get("relative_heading")[truth == "walk"], 1.0, atol=0.05)
+    rear, head = fs.get("head_other_rear")[:, 1], fs.get("head_other_head")[:, 1]
+    assert np.all(rear[truth == "walk"] < head[truth == "walk"])  # nose toward the leader's rear
+    crouch = fs.get("back_height_ratio")[:, 0]
+    assert np.nanmedian(crouch[truth == "rest"]) < 0.7 < np.nanmedian(crouch[truth == "walk"])
+    solo = pose_features(pts, names, FPS)
+    assert np.isnan(solo.get("toward_other")).all()
+    assert np.isnan(pose_features(pts[..., :2], names, FPS).get("back_height_ratio")).all()
+
+
 def test_roles_and_errors():
     roles = KeypointRoles.from_names(["nose", "earl", "earr", "neck", "bodycentre", "tailbase"])
     assert roles.head == [0, 1, 2] and roles.tail_base == [5]

@@ -16,13 +16,14 @@ Two captioners produce them:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 
-from napari_behaviorvlm.behavior.features import FeatureSet
+from napari_behaviorvlm.behavior.features import FeatureSet, _smooth
 from napari_behaviorvlm.behavior.overseg import Clip
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "CaptionError",
     "KinematicCaptioner",
     "KinematicThresholds",
+    "absorb_short_runs",
     "validate_caption",
 ]
 
@@ -146,8 +148,20 @@ class KinematicThresholds:
         sniff_dist: the head point closer than this (BL) to another animal's body, while slow,
             is sniffing (a nose within about 2 cm; the head point of ear keypoints sits about
             2 cm behind the nose).
-        facing: a chaser follows the other animal: the cosine of the angle to it is above this
-            and above the other's cosine toward it (the follower of the pair).
+        sniff_speed: a sniffer has stopped: its body is slower than this (BL/s; an animal
+            still closing in is walking up to the other).
+        follow_window_s: a chaser follows the other animal: while both move faster than
+            ``2 * walk_speed`` within ``social_dist``, its body velocity toward the other
+            (``toward_other``), averaged over ``follow_window_s`` seconds, is at least
+            ``follow_speed`` and above the other's toward it (the follower of the pair; a
+            chaser that overtakes for a moment stays the follower). Without ``toward_other``
+            (hand-made features), the follower is the one facing the other more (cosine above
+            ``facing``).
+        follow_speed: see ``follow_window_s`` (BL/s).
+        facing: see ``follow_window_s``.
+        crouch_ratio: 3D: a back lower than this fraction of its usual height above the floor
+            (``back_height_ratio``) is a crouched, resting posture, not a sniff (a sniffer stands
+            on all fours with its head stretched out).
         sniff_arrival_s: a sniff is a visit: a run of close, slow frames is ``sniff`` only when
             the animal itself came there, i.e. its mean speed over the ``sniff_arrival_s``
             seconds before the run began was at least ``sniff_arrival_speed`` (BL/s). The animal
@@ -169,11 +183,68 @@ class KinematicThresholds:
     groom_paw_head: float = 0.3
     social_dist: float = 3.0
     sniff_dist: float = 0.45
+    sniff_speed: float = 0.3
+    follow_window_s: float = 1.5
+    follow_speed: float = 0.6
     facing: float = 0.0
+    crouch_ratio: float = 0.9
     sniff_arrival_s: float = 1.0
     sniff_arrival_speed: float = 0.3
     split_rearing: bool = False
     active_motion_quantile: float = 0.6
+
+
+def absorb_short_runs(labels: np.ndarray, min_len: int) -> np.ndarray:
+    """Per-frame labels ``(F,)`` with every run shorter than ``min_len`` frames absorbed,
+    shortest first (ties: earliest): a run between two runs of one label joins them (A-b-A
+    becomes A), otherwise it goes to its longer neighbour. Returns a new array."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n == 0:
+        return labels.copy()
+    cuts = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    start = list(np.r_[0, cuts])
+    end = list(np.r_[cuts, n] - 1)
+    lab = [labels[a] for a in start]
+    k = len(start)
+    prev = list(range(-1, k - 1))
+    nxt = list(range(1, k + 1))
+    nxt[-1] = -1
+    alive = [True] * k
+    heap = [(end[i] - start[i] + 1, start[i], i) for i in range(k)]
+    heapq.heapify(heap)
+    left_runs = k
+    while heap and left_runs > 1:
+        length, _, i = heapq.heappop(heap)
+        if not alive[i] or length != end[i] - start[i] + 1:
+            continue  # stale entry
+        if length >= min_len:
+            break
+        a, b = prev[i], nxt[i]
+        if a >= 0 and b >= 0 and lab[a] == lab[b]:  # A-b-A becomes A
+            end[a] = end[b]
+            alive[i] = alive[b] = False
+            nxt[a] = nxt[b]
+            if nxt[b] >= 0:
+                prev[nxt[b]] = a
+            left_runs -= 2
+            heapq.heappush(heap, (end[a] - start[a] + 1, start[a], a))
+            continue
+        take_left = b < 0 or (a >= 0 and end[a] - start[a] >= end[b] - start[b])
+        into = a if take_left else b
+        start[into], end[into] = min(start[into], start[i]), max(end[into], end[i])
+        alive[i] = False
+        if a >= 0:
+            nxt[a] = b
+        if b >= 0:
+            prev[b] = a
+        left_runs -= 1
+        heapq.heappush(heap, (end[into] - start[into] + 1, start[into], into))
+    out = labels.copy()
+    for i in range(k):
+        if alive[i]:
+            out[start[i]:end[i] + 1] = lab[i]
+    return out
 
 
 def _feature(features: FeatureSet, name: str) -> np.ndarray:
@@ -210,7 +281,6 @@ class KinematicCaptioner:
         wall = _feature(features, "wall")
         paw = _feature(features, "paw_head")
         dist = _feature(features, "other_dist")
-        facing = _feature(features, "other_facing")
         other_speed = _feature(features, "other_speed")
         with np.errstate(invalid="ignore"):
             still = speed < t.walk_speed
@@ -219,10 +289,13 @@ class KinematicCaptioner:
             out[speed >= t.walk_speed] = "walk"
             out[speed >= t.run_speed] = "run"
             head_other = _feature(features, "head_other")
-            close = (head_other < t.sniff_dist) & still & ~(paw < t.groom_paw_head)
+            crouched = _feature(features, "back_height_ratio") < t.crouch_ratio
+            close = ((head_other < t.sniff_dist) & (speed < t.sniff_speed)
+                     & ~(paw < t.groom_paw_head) & ~crouched)
             out[self._arrived(close, speed, features.fps)] = "sniff"
-            near = (dist < t.social_dist) & (facing > t.facing) & self._behind(features)
-            out[near & (speed >= t.walk_speed * 2) & (other_speed >= t.walk_speed * 2)] = "chase"
+            fast = ((dist < t.social_dist) & (speed >= t.walk_speed * 2)
+                    & (other_speed >= t.walk_speed * 2))
+            out[fast & self._follower(features)] = "chase"
             has3d = np.isfinite(elev)
             rear3d = has3d & (elev > t.rear_elevation)
             supported = ~has3d & ((wall < -t.wall_overshoot)
@@ -238,18 +311,26 @@ class KinematicCaptioner:
                 out[rear3d | supported | unsupported] = "rear"
         return out
 
-    @staticmethod
-    def _behind(features: FeatureSet) -> np.ndarray:
-        """``(F, M)`` bool: the animal faces its nearest other more than that one faces it back,
-        i.e. it is the follower of the pair (True where the other is unknown)."""
-        facing = _feature(features, "other_facing")
+    def _follower(self, features: FeatureSet) -> np.ndarray:
+        """``(F, M)`` bool: the animal is the follower of the pair with its nearest other: its
+        velocity toward the other, averaged over ``follow_window_s``, is at least
+        ``follow_speed`` and above the other's toward it; without ``toward_other``, it faces
+        the other (cosine above ``facing``) more than the other faces it. True where the other
+        is unknown."""
+        t = self.thresholds
+        if features.has("toward_other"):
+            size = max(1, int(round(t.follow_window_s * features.fps)))
+            score = _smooth(_feature(features, "toward_other"), size)
+            floor = t.follow_speed
+        else:
+            score, floor = _feature(features, "other_facing"), t.facing
         if features.nearest is None:
-            return np.ones(facing.shape, dtype=bool)
+            return np.ones(score.shape, dtype=bool)
         nearest = features.nearest
-        frames = np.arange(facing.shape[0])[:, None]
-        back = np.where(nearest >= 0, facing[frames, np.maximum(nearest, 0)], np.nan)
+        frames = np.arange(score.shape[0])[:, None]
+        back = np.where(nearest >= 0, score[frames, np.maximum(nearest, 0)], np.nan)
         with np.errstate(invalid="ignore"):
-            return ~(facing <= back)
+            return (score > floor) & ~(score <= back)
 
     def _arrived(self, close: np.ndarray, speed: np.ndarray, fps: float) -> np.ndarray:
         """Frames of runs of ``close`` ``(F, M)`` (gaps up to 0.2 s bridged) that the animal
@@ -279,39 +360,22 @@ class KinematicCaptioner:
 
         The over-segmentation clusters features, so a clip can straddle a behavior change
         (e.g. a walk that slows into a sniff); its majority caption would then move or hide the
-        boundary. Within each clip, runs of one per-frame label shorter than ``min_run_s`` are
-        absorbed (A-b-A becomes A, else into the longer neighbour, shortest first) and the clip
-        is cut between the runs that remain. Returns new clips (same subject and cluster) in the
-        input order; a clip without such a change is kept as is.
+        boundary. Over each animal's whole timeline, runs of one per-frame label shorter than
+        ``min_run_s`` are absorbed (:func:`absorb_short_runs`), and every clip is cut where the
+        remaining runs change, also near its own edges: a change a few frames before a cluster
+        edge keeps its frame instead of moving to that edge. Returns new clips (same subject and
+        cluster) in the input order; a clip without such a change is kept as is.
         """
         labels = self.frame_labels(features)
-        index = {name: i for i, name in enumerate(features.individuals)}
         min_len = max(1, int(round(min_run_s * features.fps)))
+        smooth = {name: absorb_short_runs(labels[:, m].astype(str), min_len)
+                  for m, name in enumerate(features.individuals)}
         out: list[Clip] = []
         for clip in clips:
-            seq = labels[clip.start:clip.end + 1, index[clip.subject]].astype(str)
+            seq = smooth[clip.subject][clip.start:clip.end + 1]
             cuts = np.flatnonzero(seq[1:] != seq[:-1]) + 1
-            runs = [[int(a), int(b) - 1, str(seq[a])]
-                    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(seq)])]
-            while len(runs) > 1:
-                i = min(range(len(runs)), key=lambda k: (runs[k][1] - runs[k][0], k))
-                if runs[i][1] - runs[i][0] + 1 >= min_len:
-                    break
-                left = runs[i - 1] if i > 0 else None
-                right = runs[i + 1] if i + 1 < len(runs) else None
-                if left is not None and right is not None and left[2] == right[2]:
-                    left[1] = right[1]
-                    del runs[i:i + 2]
-                    continue
-                take_left = right is None or (
-                    left is not None and left[1] - left[0] >= right[1] - right[0])
-                if take_left:
-                    left[1] = runs[i][1]
-                else:
-                    right[0] = runs[i][0]
-                del runs[i]
-            out.extend(attrs.evolve(clip, start=clip.start + a, end=clip.start + b)
-                       for a, b, _ in runs)
+            out.extend(attrs.evolve(clip, start=clip.start + int(a), end=clip.start + int(b) - 1)
+                       for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(seq)]))
         return out
 
     def caption_clips(self, clips: Sequence[Clip], features: FeatureSet) -> list[Caption]:

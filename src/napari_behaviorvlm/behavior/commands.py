@@ -57,7 +57,10 @@ def register_bench(bench_subparsers) -> None:
     p.add_argument("--synthetic", action="store_true", help="run the synthetic benchmark")
     p.add_argument("--frames", type=int, default=3000, help="synthetic frames per session (3000)")
     p.add_argument("--mice", type=int, default=1, help="synthetic mice per session (1)")
-    p.add_argument("--sessions", type=int, default=3, help="synthetic sessions (seeds 0..N-1)")
+    p.add_argument("--sessions", type=int, default=3,
+                   help="synthetic sessions (seeds SEED..SEED+N-1)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="synthetic: seed of the first session (0; e.g. 20 for a second check)")
     p.add_argument("--noise-mm", type=float, default=0.0,
                    help="synthetic: Gaussian error (mm, per axis) added to the true 3D poses (0)")
     p.add_argument("--dropout", type=float, default=0.0,
@@ -144,7 +147,8 @@ def _bench(args: argparse.Namespace) -> int:
             raise ValueError("--dataset needs the dataset folder PATH")
         data = bench_oft(args.path, cross=args.cross_session)
     else:
-        data = bench_synthetic(args.frames, args.mice, args.sessions, args.noise_mm, args.dropout)
+        data = bench_synthetic(args.frames, args.mice, args.sessions, args.noise_mm, args.dropout,
+                               args.seed)
     _write_json(args.json, data, args.overwrite)
     return 0
 
@@ -209,10 +213,11 @@ def bench_oft(path: str | Path, cross: bool = False) -> dict[str, Any]:
 
 
 def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int, noise_mm: float = 0.0,
-                    dropout: float = 0.0) -> dict[str, Any]:
-    """Local path on simulated sessions (true 3D poses, optionally with ``noise_mm`` Gaussian
-    error and a ``dropout`` fraction of missing keypoints): frame F1 per behavior, segments per
-    minute before/after merging, boundary recall of the merged segments (tolerance 0.5 s)."""
+                    dropout: float = 0.0, first_seed: int = 0) -> dict[str, Any]:
+    """Local path on simulated sessions (seeds ``first_seed..first_seed + n_sessions - 1``; true
+    3D poses, optionally with ``noise_mm`` Gaussian error and a ``dropout`` fraction of missing
+    keypoints): frame F1 per behavior, segments per minute before/after merging, boundary recall
+    and precision of the merged segments (tolerance 0.5 s)."""
     if noise_mm < 0 or not 0 <= dropout < 1:
         raise ValueError("--noise-mm must be >= 0 and --dropout in [0, 1)")
     from napari_behaviorvlm.behavior import metrics
@@ -227,7 +232,7 @@ def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int, noise_mm: float
     preds, truths, clip_labels = [], [], []
     fps = None
     t0 = time.perf_counter()
-    for seed in range(n_sessions):
+    for seed in range(first_seed, first_seed + n_sessions):
         sim = simulate(SynthConfig(n_frames=n_frames, n_mice=n_mice, seed=seed))
         fps = sim.config.fps
         rng = np.random.default_rng(1000 + seed)
@@ -254,14 +259,16 @@ def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int, noise_mm: float
               for t in (0.10, 0.25, 0.50)}
     edit = float(np.mean([metrics.edit_score(p, r) for p, r in zip(preds, truths)]))
 
-    def recall(seqs):
-        matched = total = 0
+    def pooled(seqs):  # boundary (recall, precision) over every animal track
+        matched = total = predicted = 0
         for p, r in zip(seqs, truths):
             b = metrics.boundary_f1(p, r, tol)
             n = len(metrics.boundaries(r))
             matched += b["recall"] * n if n else 0
             total += n
-        return matched / total if total else float("nan")
+            predicted += len(metrics.boundaries(p))
+        return (matched / total if total else float("nan"),
+                matched / predicted if predicted else float("nan"))
 
     spm = {
         "truth": float(np.mean([metrics.segments_per_minute(r, fps) for r in truths])),
@@ -269,15 +276,19 @@ def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int, noise_mm: float
         "merged": float(np.mean([metrics.segments_per_minute(p, fps) for p in preds])),
     }
     out = {
-        "benchmark": "synthetic", "sessions": n_sessions, "frames": n_frames, "mice": n_mice,
+        "benchmark": "synthetic", "sessions": n_sessions, "first_seed": first_seed,
+        "frames": n_frames, "mice": n_mice,
         "noise_mm": noise_mm, "dropout": dropout,
         "fps": fps, "seconds": seconds, "frame_accuracy": metrics.frame_accuracy(pred_all, truth_all),
         "frame_f1": f1, "segmental_f1": seg_f1, "edit_score": edit,
         "segments_per_minute": spm,
         "merge_reduction": 1.0 - spm["merged"] / spm["overseg"],
-        "boundary_recall": {"overseg": recall(clip_labels), "merged": recall(preds), "tol_frames": tol},
+        "boundary_recall": {"overseg": pooled(clip_labels)[0], "merged": pooled(preds)[0],
+                            "tol_frames": tol},
+        "boundary_precision_merged": pooled(preds)[1],
     }
-    print(f"synthetic: {n_sessions} sessions x {n_frames} frames x {n_mice} mice at {fps:g} fps "
+    print(f"synthetic: {n_sessions} sessions (seeds {first_seed}..{first_seed + n_sessions - 1}) "
+          f"x {n_frames} frames x {n_mice} mice at {fps:g} fps "
           f"(true 3D poses + {noise_mm:g} mm noise, {dropout:.0%} dropout), local path, "
           f"{seconds:.1f} s")
     print("frame F1: " + ", ".join(f"{k} {v:.3f}" for k, v in f1.items())
@@ -287,5 +298,6 @@ def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int, noise_mm: float
     print(f"segments per minute: truth {spm['truth']:.1f}, over-segmentation {spm['overseg']:.1f}, "
           f"merged {spm['merged']:.1f} (merging removes {out['merge_reduction'] * 100:.0f}%)")
     print(f"boundary recall within {tol} frames: over-segmentation "
-          f"{out['boundary_recall']['overseg']:.3f}, merged {out['boundary_recall']['merged']:.3f}")
+          f"{out['boundary_recall']['overseg']:.3f}, merged {out['boundary_recall']['merged']:.3f} "
+          f"(merged boundary precision {out['boundary_precision_merged']:.3f})")
     return out

@@ -25,6 +25,15 @@ Pose features (:func:`pose_features`), by name:
   nearest other animal (1 = facing it).
 - ``approach``: rate of decrease of ``other_dist`` (BL/s; positive while closing in).
 - ``other_speed``: the nearest other animal's speed (BL/s).
+- ``toward_other``: this animal's body velocity along the direction to the nearest other
+  (BL/s; positive while moving toward it: approaching or following it).
+- ``other_away``: the nearest other's body velocity along the same direction (BL/s; positive
+  while it moves away from this animal: being followed, or leaving).
+- ``relative_heading``: cosine between the two body axes (1 = parallel, -1 = opposite).
+- ``head_other_head``, ``head_other_rear``: this animal's head to the nearest other's head and
+  to its tail base (BL): a nose-to-nose or nose-to-rear contact.
+- ``back_height_ratio``: 3D only: height of the back above the lowest paw / its median (< 1:
+  crouched, e.g. resting; NaN for 2D poses).
 
 Video features (:func:`video_features`): ``motion`` (mean absolute frame difference, 0..1 scale
 of intensity) and ``app0..`` (principal components of a downsampled grey image), computed per
@@ -53,6 +62,8 @@ __all__ = [
 POSE_FEATURES = [
     "speed", "head_speed", "body_length_ratio", "turn_rate", "elevation", "paw_head", "wall",
     "other_dist", "head_other", "other_facing", "approach", "other_speed",
+    "toward_other", "other_away", "relative_heading", "head_other_head", "head_other_rear",
+    "back_height_ratio",
 ]
 
 
@@ -339,8 +350,52 @@ def pose_features(
     feats["other_facing"] = other_facing
     feats["approach"] = -_rate(other_dist, fps)
     feats["other_speed"] = other_speed
+    feats.update(_pair_features(head, body, tail, axis, vel, nearest, bl))
+    if dim == 3 and roles.back:
+        back_z = _nanmean_points(pts, roles.back)[..., 2]
+        floor_z = (np.nanmin(pts[:, :, roles.paws, 2], axis=2) if roles.paws
+                   else np.nanmin(pts[..., 2], axis=2))
+        height = back_z - floor_z
+        med = np.nanmedian(np.where(height > 0, height, np.nan), axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            feats["back_height_ratio"] = np.where(med > 0, height / med, np.nan)
+    else:
+        feats["back_height_ratio"] = np.full((n_f, n_m), np.nan)
     values = np.stack([feats[n] for n in POSE_FEATURES], axis=-1)
     return FeatureSet(values, list(POSE_FEATURES), individuals, float(fps), bl, nearest)
+
+
+def _pair_features(head: np.ndarray, body: np.ndarray, tail: np.ndarray, axis: np.ndarray,
+                   vel: np.ndarray, nearest: np.ndarray, bl: np.ndarray) -> dict[str, np.ndarray]:
+    """Features of each animal relative to its nearest other (see the module docstring).
+
+    ``head``, ``body``, ``tail`` ``(F, M, 2|3)`` positions, ``axis`` ``(F, M, 2)`` tail-to-head
+    vectors, ``vel`` ``(F, M, 2)`` body velocities (units/s), ``nearest`` ``(F, M)`` index of the
+    nearest other (-1: none), ``bl`` ``(M,)`` body lengths. Returns ``(F, M)`` arrays, NaN where
+    there is no other animal.
+    """
+    n_f, n_m = nearest.shape
+    frames = np.arange(n_f)
+    names = ("toward_other", "other_away", "relative_heading", "head_other_head", "head_other_rear")
+    out = {name: np.full((n_f, n_m), np.nan) for name in names}
+    unit_axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
+    for i in range(n_m):
+        j = np.maximum(nearest[:, i], 0)
+        ok = nearest[:, i] >= 0
+        to_other = body[frames, j, :2] - body[:, i, :2]
+        unit_to = to_other / np.maximum(np.linalg.norm(to_other, axis=-1, keepdims=True), 1e-9)
+        values = {
+            "toward_other": np.sum(vel[:, i] * unit_to, axis=-1) / bl[i],
+            "other_away": np.sum(vel[frames, j] * unit_to, axis=-1) / bl[i],
+            "relative_heading": np.sum(unit_axis[:, i] * unit_axis[frames, j], axis=-1),
+            "head_other_head": np.linalg.norm(head[:, i, :2] - head[frames, j, :2], axis=-1),
+            "head_other_rear": np.linalg.norm(head[:, i, :2] - tail[frames, j, :2], axis=-1),
+        }
+        values["head_other_head"] /= bl[i]
+        values["head_other_rear"] /= bl[i]
+        for name, v in values.items():
+            out[name][ok, i] = v[ok]
+    return out
 
 
 def video_features(

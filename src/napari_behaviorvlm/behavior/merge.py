@@ -4,11 +4,18 @@ Per animal, in time order:
 
 1. adjacent clips with the same label (and target), or with labels in one ``compatible``
    group, join into one bout; a joined bout takes the label covering most of its frames;
-2. bouts shorter than ``min_bout_s`` are absorbed: into both neighbours when those agree
-   (A-b-A becomes A), else into the longer neighbour; shortest bouts first; a short bout whose
-   clips were sure of their label (mean confidence >= ``keep_confident``) and that lasts at
-   least ``keep_min_s`` stays;
-3. each bout becomes a :class:`~napari_behaviorvlm.core.segments.Segment` with source
+2. bouts shorter than ``min_bout_s`` are absorbed, shortest first: into both neighbours when
+   those agree (A-b-A becomes A); between two different bouts (A-b-C) into the next one, C: a
+   short bout there is the transition into C (per-frame labels lag a behavior change, e.g. a
+   mouse that stops before it rears looks at rest for a moment); at either end of the timeline
+   into its only neighbour. A short bout whose clips were sure of their label (mean confidence
+   >= ``keep_confident``) stays when it lasts at least ``keep_min_s`` (A-b-A, e.g. a brief
+   sniff during a walk) or ``transition_keep_s`` (A-b-C);
+3. an interaction starts and ends for both animals at once: where a bout with a target (chase,
+   sniff) starts or ends and the target animal's own bouts change within ``pair_window_s``, both
+   boundaries move to the earlier of the two frames (each animal's labels lag the event by its
+   own reaction, so the earlier change is the closer one);
+4. each bout becomes a :class:`~napari_behaviorvlm.core.segments.Segment` with source
    ``"model"``, score = frame-weighted mean clip confidence, caption = the caption of its longest
    clip.
 
@@ -21,6 +28,7 @@ import math
 from collections.abc import Sequence
 
 import attrs
+import numpy as np
 
 from napari_behaviorvlm.behavior.captions import Caption
 from napari_behaviorvlm.behavior.overseg import Clip
@@ -98,18 +106,29 @@ class LocalMerger:
             (frame-weighted mean confidence at least this) and it lasts at least ``keep_min_s``:
             a brief sniff or rest the captions agree on is a real bout, not noise.
         keep_min_s: see ``keep_confident`` (s).
+        transition_keep_s: a sure short bout between two different labels stays only from
+            this length (s); shorter, it is a transition (see the module docstring).
+        pair_window_s: the start/end of a bout with a target and a change of the target's
+            bouts at most this far apart (s) are one event: both move to the earlier frame
+            (0: off).
     """
 
     min_bout_s: float = 0.5
     compatible: list[tuple[str, ...]] = attrs.field(factory=list)
     keep_confident: float = 0.95
     keep_min_s: float = 0.3
+    transition_keep_s: float = 0.4
+    pair_window_s: float = 0.5
 
-    def _absorbable(self, bout: Bout, min_len: int, keep_len: int) -> bool:
-        """Shorter than ``min_len`` frames and not a sure short bout (see the class)."""
+    def _absorbable(self, bouts: list[Bout], k: int, min_len: int, keep_len: int,
+                    transition_len: int) -> bool:
+        """``bouts[k]`` is shorter than ``min_len`` frames and not a sure short bout (see the
+        class; a bout between two different labels must last ``transition_len`` to be kept)."""
+        bout = bouts[k]
         if bout.n_frames >= min_len:
             return False
-        sure = (bout.conf_weight > 0 and bout.n_frames >= keep_len
+        between = 0 < k < len(bouts) - 1 and bouts[k - 1].label != bouts[k + 1].label
+        sure = (bout.conf_weight > 0 and bout.n_frames >= (transition_len if between else keep_len)
                 and bout.conf_frames / bout.conf_weight >= self.keep_confident)
         return not sure
 
@@ -136,11 +155,13 @@ class LocalMerger:
         """Segments (source ``"model"``) from clips and their captions, sorted by subject, start."""
         min_len = max(1, int(round(self.min_bout_s * fps)))
         keep_len = max(1, int(round(self.keep_min_s * fps)))
-        segments: list[Segment] = []
-        for _subject, bouts in sorted(bouts_from_clips(clips, captions).items()):
+        transition_len = max(1, int(round(self.transition_keep_s * fps)))
+        merged: dict[str, list[Bout]] = {}
+        for subject, bouts in sorted(bouts_from_clips(clips, captions).items()):
             bouts = self._join_same(bouts)
             while len(bouts) > 1:
-                short = [k for k in range(len(bouts)) if self._absorbable(bouts[k], min_len, keep_len)]
+                short = [k for k in range(len(bouts))
+                         if self._absorbable(bouts, k, min_len, keep_len, transition_len)]
                 if not short:
                     break
                 i = min(short, key=lambda k: (bouts[k].n_frames, k))
@@ -152,11 +173,44 @@ class LocalMerger:
                     left.absorb(right)
                     del bouts[i:i + 2]
                     continue
-                take_left = right is None or (left is not None and left.n_frames >= right.n_frames)
-                into = left if take_left else right
+                into = left if right is None else right  # between two others: the next one
                 label, target = into.label, into.target
                 into.absorb(bouts[i])
                 into.label, into.target = label, target
                 del bouts[i]
-            segments.extend(b.to_segment() for b in bouts)
-        return segments
+            merged[subject] = bouts
+        window = int(round(self.pair_window_s * fps))
+        if window > 0:
+            _align_pairs(merged, window)
+        return [b.to_segment() for _subject, bouts in sorted(merged.items()) for b in bouts]
+
+
+def _move_boundary(bouts: list[Bout], k: int, frame: int) -> bool:
+    """Move the boundary between ``bouts[k - 1]`` and ``bouts[k]`` (adjacent) to ``frame`` (the
+    new first frame of ``bouts[k]``) when both keep at least one frame; True when moved."""
+    before, after = bouts[k - 1], bouts[k]
+    if before.end + 1 != after.start or not before.start < frame <= after.end:
+        return False
+    before.end, after.start = frame - 1, frame
+    return True
+
+
+def _align_pairs(merged: dict[str, list[Bout]], window: int) -> None:
+    """Step 3 of the module docstring, in place on each subject's bouts (sorted, adjacent)."""
+    for bouts in merged.values():
+        for k, bout in enumerate(bouts):
+            partner = merged.get(bout.target) if bout.target else None
+            if not partner or len(partner) < 2:
+                continue
+            edges = [j for j in (k, k + 1) if 0 < j < len(bouts)]  # boundaries before bouts[j]
+            for j in edges:
+                own = bouts[j].start
+                starts = np.array([b.start for b in partner[1:]])
+                p = int(np.argmin(np.abs(starts - own))) + 1
+                other = int(starts[p - 1])
+                if other == own or abs(other - own) > window:
+                    continue
+                if other < own:
+                    _move_boundary(bouts, j, other)
+                else:
+                    _move_boundary(partner, p, own)
