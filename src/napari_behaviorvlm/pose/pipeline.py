@@ -28,6 +28,7 @@ merged into the pose table and the frame is recorded as done in ``project.settin
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -329,32 +330,64 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
     sigma = np.full((n_ind, n_kp), np.nan)
     if idx:
         pred, sigma = _extrapolate(points3d[idx], idx, frame, damping, 1.5, 0.5, 4.0, 3.0)
+    # a keypoint missed in the nearest window frame is placed on the body too (its last
+    # position, frames ago, is where the body was, not where it is)
+    stale = ~np.isfinite(points3d[idx[0]]).all(axis=-1) if idx else np.ones((n_ind, n_kp), bool)
     for m in range(n_ind):
-        missing = ~np.isfinite(pred[m]).all(axis=-1)
+        missing = ~np.isfinite(pred[m]).all(axis=-1) | stale[m]
         if doubt is not None:
             missing |= doubt[m]
         if not missing.any():
             continue
         known = ~missing & np.isfinite(pred[m]).all(axis=-1)
-        best = None
-        for ref in reference:
-            both = known & np.isfinite(ref[m]).all(axis=-1)
-            if both.sum() < 3:
-                continue
-            src = ref[m][both]
-            if np.linalg.svd(src - src.mean(axis=0), compute_uv=False)[1] < 5.0:
-                continue  # (nearly) collinear: the rotation about that line is undetermined
-            rot, t = _kabsch(src, pred[m][both])
-            resid = float(np.linalg.norm(src @ rot.T + t - pred[m][both], axis=1).mean())
-            if best is None or resid < best[0]:
-                best = (resid, ref, rot, t)
-        if best is None:
-            continue
-        _, ref, rot, t = best
-        fill = missing & np.isfinite(ref[m]).all(axis=-1)
-        pred[m][fill] = ref[m][fill] @ rot.T + t
-        sigma[m][fill] = 12.0
+        stack = np.stack([ref[m] for ref in reference])  # (S, K, 3)
+        dist = np.linalg.norm(stack[:, :, None] - stack[:, None], axis=-1)  # (S, K, K)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pair_spread = np.nanmax(dist, axis=0) - np.nanmin(dist, axis=0)  # (K, K)
+            spread = np.nanmedian(np.where(known[None], pair_spread, np.nan), axis=1)  # (K,)
+        spread = np.where(np.isfinite(spread), spread, 12.0)
+        # the fit rests on the body's near-rigid keypoints (back, ears, tail base: they kept
+        # their distances over the seeds), not on paws, when 3 of them are known
+        core = known & (spread < 6.0)
+        source = core if core.sum() >= 3 else known
+        fits = []
+        for i, ref in enumerate(reference):
+            fit = _robust_rigid_fit(ref[m], pred[m], source & np.isfinite(ref[m]).all(axis=-1))
+            if fit is not None:
+                fits.append((fit[0], i, fit[1], fit[2]))
+        # each keypoint from the best-fitting seed pose that holds it (a paw the nearest seed
+        # did not see is taken from another seed, not left without a prediction for good);
+        # its uncertainty: the fit's residual plus how much the keypoint moved against the
+        # fitted keypoints over the seeds (an ear is placed to a few mm, a paw is not)
+        for resid, i, rot, t in sorted(fits, key=lambda x: (x[0], x[1])):
+            ref = reference[i]
+            fill = missing & np.isfinite(ref[m]).all(axis=-1)
+            pred[m][fill] = ref[m][fill] @ rot.T + t
+            sigma[m][fill] = np.clip(3.0 + resid + 0.5 * spread[fill], 4.0, 12.0)
+            missing &= ~fill
     return pred, sigma
+
+
+def _robust_rigid_fit(src_all: np.ndarray, dst_all: np.ndarray, ok: np.ndarray,
+                      outlier_mm: float = 6.0) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """Rigid fit (Kabsch) of ``src_all`` ``(K, 3)`` onto ``dst_all`` over the keypoints ``ok``,
+    dropping the worst keypoint while one misfits by more than ``outlier_mm`` (a track on a
+    wrong dot must not tilt the body) and more than 3 remain.
+
+    Returns ``(mean residual mm, rotation, translation)``, or None with fewer than 3
+    keypoints or (nearly) collinear ones (the rotation about that line is undetermined)."""
+    ok = ok.copy()
+    while ok.sum() >= 3:
+        src, dst = src_all[ok], dst_all[ok]
+        if np.linalg.svd(src - src.mean(axis=0), compute_uv=False)[1] < 5.0:
+            return None
+        rot, t = _kabsch(src, dst)
+        res = np.linalg.norm(src @ rot.T + t - dst, axis=1)
+        if res.max() <= outlier_mm or ok.sum() == 3:
+            return float(res.mean()), rot, t
+        ok[np.flatnonzero(ok)[int(res.argmax())]] = False
+    return None
 
 
 def predict_2d(points2d: np.ndarray, frame: int, direction: int, window: int, damping: float

@@ -217,6 +217,11 @@ def refine_frame(
             n_changed += 1
             x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
             x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
+        if body is not None:
+            dropped = _drop_outside_body(body, x3, obs, human, index)
+            if dropped:
+                n_dropped += dropped
+                n_views = np.isfinite(obs[..., 0]).sum(axis=0)
     else:
         x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
         n_views = np.isfinite(obs[..., 0]).sum(axis=0)
@@ -400,6 +405,29 @@ def _fix_identities(x3: np.ndarray, pred: np.ndarray, obs: np.ndarray, human: np
                     x3[[m1, m2], k] = x3[[m2, m1], k]
                     changed = True
     return changed
+
+
+def _drop_outside_body(body: BodyModel, x3: np.ndarray, obs: np.ndarray, human: np.ndarray,
+                       index: np.ndarray, limit_mm: float = 20.0) -> int:
+    """Remove, in every view, the model labels of a keypoint whose 3D point lies far outside
+    its own body: the median over its located partners of how far the distance to each lies
+    outside the seeds' range (:meth:`BodyModel.range_residual`) exceeds ``limit_mm`` (an ear
+    on the other mouse, a tail on a floor reflection). The worst keypoint goes first and the
+    rest are re-scored without it. Its 3D point becomes NaN, so the next frame re-anchors it
+    on the body instead of following it. Returns the number of labels removed."""
+    removed = 0
+    for _ in range(x3.shape[0] * x3.shape[1]):
+        resid = body.range_residual(x3)
+        model = ~human.any(axis=0)
+        resid = np.where(model & np.isfinite(resid), resid, -np.inf)
+        m, k = np.unravel_index(int(np.argmax(resid)), resid.shape)
+        if not resid[m, k] > limit_mm:
+            break
+        removed += int(np.isfinite(obs[:, m, k, 0]).sum())
+        obs[:, m, k] = np.nan
+        index[:, m, k] = -1
+        x3[m, k] = np.nan
+    return removed
 
 
 def _fix_sides(skeleton: Skeleton, body: BodyModel, x3: np.ndarray, obs: np.ndarray,
