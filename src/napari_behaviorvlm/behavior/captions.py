@@ -363,8 +363,10 @@ class KinematicCaptioner:
         boundary. Over each animal's whole timeline, runs of one per-frame label shorter than
         ``min_run_s`` are absorbed (:func:`absorb_short_runs`), and every clip is cut where the
         remaining runs change, also near its own edges: a change a few frames before a cluster
-        edge keeps its frame instead of moving to that edge. Returns new clips (same subject and
-        cluster) in the input order; a clip without such a change is kept as is.
+        edge keeps its frame instead of moving to that edge (the piece left between them may be
+        shorter than the over-segmentation's minimum clip; it is captioned like any clip).
+        Returns new clips (same subject and cluster) in the input order; a clip without such a
+        change is kept as is.
         """
         labels = self.frame_labels(features)
         min_len = max(1, int(round(min_run_s * features.fps)))
