@@ -88,16 +88,17 @@ def test_trim_around_cuts_model_segments_off_human_frames():
 
 
 def test_two_mice_boundaries_survive_merging():
-    """Regression on two simulated sessions with two mice (not the benchmark seeds): merging
-    cuts the clips to about a third while keeping most true boundaries (the local path before
-    the social features, pair alignment and track-wide label cuts: recall 0.81, accuracy 0.79)."""
+    """Regression on five simulated sessions with two mice (not the benchmark seeds): merging
+    cuts the clips to about a third while keeping most true boundaries (now recall 0.92,
+    accuracy 0.87; the local path before the social features, pair alignment and track-wide
+    label cuts: recall 0.87, accuracy 0.81)."""
     from napari_behaviorvlm.behavior import metrics
     from napari_behaviorvlm.synth.config import SynthConfig
     from napari_behaviorvlm.synth.simulate import simulate
 
     matched = total = 0
     acc, clips, segs = [], 0, 0
-    for seed in (7, 9):
+    for seed in range(5, 10):
         sim = simulate(SynthConfig(n_frames=1200, n_mice=2, seed=seed, n_cameras=1))
         result = segment_inputs(SegmentationInputs(
             n_frames=sim.n_frames, fps=sim.config.fps, individuals=list(sim.individual_names),
@@ -111,6 +112,6 @@ def test_two_mice_boundaries_survive_merging():
             matched += metrics.boundary_f1(pred, truth, 15)["recall"] * n
             total += n
             acc.append(metrics.frame_accuracy(pred, truth))
-    assert matched / total >= 0.88
-    assert np.mean(acc) >= 0.83
+    assert matched / total >= 0.89
+    assert np.mean(acc) >= 0.84
     assert segs < 0.4 * clips

@@ -44,7 +44,12 @@ def _wrap(angle: float) -> float:
 
 class _BoutSource:
     """Solitary bouts of one mouse: first every behavior once (random order), then random
-    choices that avoid repeating the previous one."""
+    choices that avoid repeating the previous one.
+
+    A bout is never shorter than ``min_s`` unless its episode ends first: :meth:`restart` drops
+    what was left of a bout that a social episode interrupted (no remnant of a few frames after
+    it), and :meth:`next` does not start a bout that its episode has no room for (the current
+    one goes on instead)."""
 
     def __init__(self, rng: np.random.Generator, fps: float, min_s: float, max_s: float) -> None:
         self.rng, self.fps, self.min_s, self.max_s = rng, fps, min_s, max_s
@@ -57,7 +62,14 @@ class _BoutSource:
         hi = self.max_s if hi is None else hi
         return max(1, int(round(self.rng.uniform(lo, hi) * self.fps)))
 
-    def next(self) -> str:
+    def restart(self) -> None:
+        """Start a fresh bout at the next frame (a new solitary episode begins)."""
+        self.left = 0
+
+    def next(self, room: int | None = None) -> str:
+        """The label of the next frame; ``room``: frames left in the current episode."""
+        if self.left <= 0 and self.label and room is not None and room < self.min_s * self.fps:
+            return self.label
         if self.left <= 0:
             if self.queue:
                 self.label = str(self.queue.pop(0))
@@ -84,6 +96,8 @@ class _Mouse:
         self.params: dict[str, float] = {}
         self.last_label = ""
         self.sniffing = False
+        self.sniff_engaged = False  # the nose reached the other during this sniff bout
+        self.approach_label = "walk"
         offsets, radii = zip(*(sphere_cover(np.array(PART_AXES[part]) * scale)
                                for part in ("rear", "front", "head")))
         self.sphere_offsets = offsets
@@ -193,6 +207,7 @@ class _EpisodeScheduler:
         self.engaged = False
         self.approach_left = 0
         self.sniff_rear = True
+        self.restart_solo = False
 
     def _next_episode(self) -> None:
         if self.plan:
@@ -203,6 +218,7 @@ class _EpisodeScheduler:
         self.engaged = False
         if self.kind == "solo":
             self.left = self.timing.duration(0.7 if not self.plan else 1.0, 3.0)
+            self.restart_solo = True
         elif self.kind == "chase":
             self.left = self.timing.duration(2.0, 4.0)
         else:
@@ -214,11 +230,17 @@ class _EpisodeScheduler:
     def step(self, mice: list[_Mouse], bouts: list[_BoutSource]) -> list[tuple[str, int, object]]:
         if self.left <= 0 or (self.kind == "sniff" and not self.engaged and self.approach_left <= 0):
             self._next_episode()
+            for mouse in mice:
+                mouse.sniffing = mouse.sniff_engaged = False
         a, b = self.actor, 1 - self.actor
         intents: list[tuple[str, int, object]] = [("", -1, None), ("", -1, None)]
         if self.kind == "solo":
+            if self.restart_solo:
+                for source in bouts:
+                    source.restart()
+                self.restart_solo = False
             self.left -= 1
-            return [(bouts[i].next(), -1, None) for i in range(2)]
+            return [(bouts[i].next(room=self.left + 1), -1, None) for i in range(2)]
         if self.kind == "chase":
             self.left -= 1
             intents[a] = ("chase", b, mice[b].rear_point(6.0))
@@ -247,7 +269,7 @@ def _drive(mouse: _Mouse, label: str, tgt: int, goal, mice: list[_Mouse], dt: fl
     """Advance ``mouse`` by one frame towards what ``label`` asks; return the frame's label."""
     s, rng = mouse.state, mouse.rng
     if label != "sniff":
-        mouse.sniffing = False
+        mouse.sniffing = mouse.sniff_engaged = False
     if label != mouse.last_label:
         mouse.params = _bout_params(rng)
         mouse.last_label = label
@@ -276,6 +298,7 @@ def _drive(mouse: _Mouse, label: str, tgt: int, goal, mice: list[_Mouse], dt: fl
         gap = float(np.linalg.norm(goal - mouse.nose()))
         # Engage within SNIFF_DISTANCE; once engaged, stay until the gap grows by half again.
         mouse.sniffing = gap <= SNIFF_DISTANCE * (1.5 if mouse.sniffing else 1.0)
+        mouse.sniff_engaged |= mouse.sniffing
         if mouse.sniffing:
             v_t, head_pitch_t = 0.0, -0.25
             rel = goal - np.array([s["x"], s["y"]])
@@ -283,7 +306,13 @@ def _drive(mouse: _Mouse, label: str, tgt: int, goal, mice: list[_Mouse], dt: fl
         else:
             v_t = float(np.clip(2.0 * gap, 40.0, 160.0))
             steer_to = goal
-            out_label = "run" if mouse.v > 170.0 else "walk"
+            # A step back to the nose while sniffing is still sniffing; the approach is labeled
+            # by its speed, with hysteresis so it does not flicker between walk and run.
+            if mouse.v > 170.0:
+                mouse.approach_label = "run"
+            elif mouse.v < 140.0:
+                mouse.approach_label = "walk"
+            out_label = "sniff" if mouse.sniff_engaged else mouse.approach_label
     else:  # pragma: no cover - labels come from this module
         raise ValueError(f"unknown behavior {label!r}")
 
