@@ -330,6 +330,23 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
     sigma = np.full((n_ind, n_kp), np.nan)
     if idx:
         pred, sigma = _extrapolate(points3d[idx], idx, frame, damping, 1.5, 0.5, 4.0, 3.0)
+        seen = np.isfinite(points3d[idx[0]]).all(axis=-1)
+        if len(idx) > 1 and abs(idx[0] - idx[1]) <= 2:
+            # a keypoint seen in the last frame but not the one before moves with its body:
+            # it borrows the median velocity of the individual's keypoints that have one
+            step = abs(idx[0] - idx[1])
+            vel = (points3d[idx[0]] - points3d[idx[1]]) / step
+            has_vel = np.isfinite(vel).all(axis=-1)
+            gap = abs(frame - idx[0])
+            for m in range(n_ind):
+                borrow = seen[m] & ~has_vel[m]
+                if borrow.any() and has_vel[m].sum() >= 3:
+                    v = np.median(vel[m][has_vel[m]], axis=0)
+                    pred[m][borrow] = points3d[idx[0], m][borrow] + damping * v * gap
+                    sigma[m][borrow] = 4.0 + 0.5 * float(np.linalg.norm(v)) * gap
+        elif len(idx) == 1:
+            # right after a seed nothing has a velocity yet: a running mouse has moved
+            sigma = np.where(seen, np.maximum(sigma, 8.0), sigma)
     # a keypoint missed in the nearest window frame is placed on the body too (its last
     # position, frames ago, is where the body was, not where it is)
     stale = ~np.isfinite(points3d[idx[0]]).all(axis=-1) if idx else np.ones((n_ind, n_kp), bool)

@@ -212,10 +212,12 @@ def refine_frame(
         if _fix_identities(x3, predicted3d, obs, human, index, params.swap_margin_mm):
             n_changed += 1
             x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
+            n_views = np.isfinite(obs[..., 0]).sum(axis=0)
             x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
         if body is not None and _fix_sides(skeleton, body, x3, obs, human, index):
             n_changed += 1
             x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
+            n_views = np.isfinite(obs[..., 0]).sum(axis=0)
             x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
         if body is not None:
             dropped = _drop_outside_body(body, x3, obs, human, index)
