@@ -43,7 +43,14 @@ class Source(enum.IntEnum):
 
 
 class Flag(enum.IntFlag):
-    """Reasons a label is doubtful and should be reviewed (bit flags)."""
+    """Reasons a label is doubtful and should be reviewed (bit flags).
+
+    The rules that raise them are in :mod:`napari_behaviorvlm.pose.refine` (docs:
+    pose-pipeline.md, "Flags"): ``SWAP`` covers any identity doubt (left/right partner, the
+    other mouse, another body part's place, the wrong side of the body); ``AMBIGUOUS`` a label
+    nothing confirms (a close call or a 2-view point away from the prediction) or a pose
+    outside the seeds' distance ranges.
+    """
 
     HIGH_REPROJ_ERROR = 1
     FEW_VIEWS = 2
@@ -57,9 +64,9 @@ FLAG_DESCRIPTIONS: dict[Flag, str] = {
     Flag.HIGH_REPROJ_ERROR: "high reprojection error",
     Flag.FEW_VIEWS: "seen in fewer than 2 views",
     Flag.JUMP: "jump against the previous frame",
-    Flag.SWAP: "possible left/right swap against the window",
+    Flag.SWAP: "possible swap: left/right, other mouse or another keypoint's place",
     Flag.LOW_MODEL_CONFIDENCE: "low model confidence",
-    Flag.AMBIGUOUS: "ambiguous candidates",
+    Flag.AMBIGUOUS: "ambiguous or unconfirmed (few views, off the window or the body shape)",
 }
 
 

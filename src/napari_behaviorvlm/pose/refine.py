@@ -19,8 +19,9 @@ For one multi-view frame, given each view's stage-3 assignment:
    Identities and sides: the same keypoint of two individuals is exchanged in every view when
    the exchange fits both predictions better by ``swap_margin_mm``; a left/right pair found with
    both keypoints on the wrong side of the body (:class:`BodyModel`, learned from the seeds) is
-   swapped in every view. Views still above ``threshold_px`` lose the label ("missing" wins) and
-   the point is refit. Human labels never change.
+   swapped in every view. Views still above ``threshold_px`` (``flag_reproj_px`` for a point
+   seen in 4+ views, which keeps 3) lose the label ("missing" wins) and the point is refit.
+   Human labels never change.
 3. **Confidence** of each model label (0..1)::
 
        conf = exp(-0.5 (e / 2 px)^2) * (0.5 + 0.5 min(n, 3) / 3) * (0.5 + 0.5 c_reasoner)
@@ -30,23 +31,31 @@ For one multi-view frame, given each view's stage-3 assignment:
    confidence; a flagged label is capped at 0.5. Human labels keep confidence 1.
 4. **Flags** (:class:`~napari_behaviorvlm.core.pose.Flag`), on model labels only:
 
-   - ``HIGH_REPROJ_ERROR``: reprojection error > ``flag_reproj_px``;
+   - ``HIGH_REPROJ_ERROR``: reprojection error > ``flag_reproj_px`` (a point seen in 4+
+     views loses such a label in stage 4 instead: "missing" wins);
    - ``FEW_VIEWS``: the keypoint has fewer than 2 views (no 3D point); set on every view of
      the keypoint when it has no label at all, so the frame shows up for review;
-   - ``JUMP``: the 3D point is farther than ``max(jump_mm, 4 sigma)`` from the temporal
-     prediction (sigma = the prediction's uncertainty in mm);
+   - ``JUMP``: a point seen in at most ``jump_max_views`` views lies farther than
+     ``max(jump_mm, 4 sigma)`` from the temporal prediction (sigma = the prediction's
+     uncertainty in mm; a jump more views confirm is a track coming back to its dot);
    - ``SWAP``: exchanging a left/right pair (or the same keypoint of two individuals) fits
-     the temporal prediction better than the labels do, or the keypoint lies more than
-     ``side_tolerance_mm`` on the wrong side of the body;
+     the temporal prediction better than the labels do; or a left/right keypoint lies more
+     than ``side_tolerance_mm`` on the wrong side of the body; or the point sits at another
+     keypoint's place on the body (:meth:`BodyModel.identity_residual`: its distances to the
+     other keypoints misfit its own seed distances by more than ``identity_residual`` and
+     fit another keypoint's within ``identity_fit`` and ``identity_ratio`` times better: a
+     paw on an ear's dot);
    - ``LOW_MODEL_CONFIDENCE``: raised by the reasoner (e.g. a model answer that failed
      validation, a failed request, or a model confidence below 0.5);
-   - ``AMBIGUOUS``: the stage-3 margin is below ``ambiguous_margin`` and the 3D point has
-     at most 2 views (nothing else confirms it); or a 2-view point lies farther than
-     ``max(6 mm, 3 sigma)`` from its prediction; or the keypoint's rigid-link lengths break
-     the seeds' body shape by more than ``shape_tolerance_mm``; or its distances to all the
-     other keypoints lie outside the seeds' ranges by more than ``range_tolerance_mm`` (median
-     over its partners, less ``range_spread_factor`` times the ranges' median width): a track
-     on a consistent wrong dot seen in 3+ views, which no cross-view check can reject.
+   - ``AMBIGUOUS``: a 2-view point (two views always agree with each other) that lies
+     farther than ``max(unconfirmed_mm, unconfirmed_sigma * sigma)`` from its prediction, or
+     farther than ``ambiguous_mm`` with a stage-3 margin below ``ambiguous_margin``; or a
+     weakly supported point: at most ``weak_max_views`` views, a label more than
+     ``weak_reproj_px`` off its reprojection and more than ``weak_mm`` from the prediction; or the
+     keypoint's distances to all the other keypoints lie outside the seeds' ranges by more
+     than ``range_tolerance_mm`` (median over its partners, less ``range_spread_factor``
+     times the ranges' median width): a track on a consistent wrong dot seen in 3+ views,
+     which no cross-view check can reject.
      A flagged keypoint is re-anchored on the body in the next frame (``pipeline.predict_3d``).
 """
 
@@ -69,6 +78,7 @@ from napari_behaviorvlm.pose.candidates import Candidates
 __all__ = ["FrameResult", "RefineParams", "refine_frame", "score_frame"]
 
 HUMAN_WEIGHT = 10.0
+PARTLY_SEEN_MM = 5.0  # extra range of a keypoint pair that not every seed showed
 
 
 @attrs.define(frozen=True)
@@ -82,12 +92,26 @@ class RefineParams:
         ambiguous_margin: AMBIGUOUS below this stage-3 margin (with <= 2 views).
         swap_margin_mm: SWAP when the exchanged pair fits the prediction better by this much.
         reassign_sigma_px: Scale of the reprojection cost when re-solving a view.
-        shape_tolerance_mm: AMBIGUOUS when a keypoint's rigid-link lengths deviate from the
-            seeds' by more than this (median over its rigid partners).
         side_tolerance_mm: A left/right keypoint is on the wrong side of the body when it is
             more than this beyond the midline plane.
         range_tolerance_mm: AMBIGUOUS when a keypoint's distances to the other keypoints lie
             outside the seeds' range by more than this (median over its partners).
+        range_spread_factor: Allowance of the range rule per mm of the ranges' median width.
+        ambiguous_mm: The small-margin rule needs the 2-view point this far from its
+            prediction (a small margin near the prediction is two similar dots, both fine).
+        unconfirmed_mm, unconfirmed_sigma: AMBIGUOUS when a 2-view point lies farther than
+            ``max(unconfirmed_mm, unconfirmed_sigma * sigma)`` from its prediction.
+        identity_residual: SWAP when a keypoint's distances to the others misfit its own
+            place on the body (seed distances) by more than this (median, in units of the
+            seeds' tolerance) ...
+        identity_fit: ... fit another keypoint's place within this ...
+        identity_ratio: ... and ``identity_ratio`` times better than their own.
+        jump_max_views: JUMP only for a point seen in at most this many views (a jump that
+            more views confirm is a track coming back to its dot, not an error).
+        weak_max_views, weak_reproj_px, weak_mm: AMBIGUOUS when a point seen in at most
+            ``weak_max_views`` views has a label more than ``weak_reproj_px`` from its
+            reprojection (its few views disagree) and lies more than ``weak_mm`` from its
+            prediction (the window disagrees too).
     """
 
     threshold_px: float = 4.0
@@ -96,10 +120,19 @@ class RefineParams:
     ambiguous_margin: float = 0.3
     swap_margin_mm: float = 2.0
     reassign_sigma_px: float = 1.5
-    shape_tolerance_mm: float = 7.0
     side_tolerance_mm: float = 2.0
     range_tolerance_mm: float = 5.0
     range_spread_factor: float = 0.2
+    ambiguous_mm: float = 6.0
+    unconfirmed_mm: float = 6.0
+    unconfirmed_sigma: float = 3.0
+    weak_max_views: int = 3
+    weak_reproj_px: float = 1.5
+    weak_mm: float = 5.0
+    identity_residual: float = 1.2
+    identity_fit: float = 0.8
+    identity_ratio: float = 1.5
+    jump_max_views: int = 3
 
 
 @attrs.define(eq=False)
@@ -165,7 +198,8 @@ def refine_frame(
             labeled view, no hypotheses (flags and confidence are still computed).
         body: Shape priors from the seeds: a left/right pair found on the wrong sides of the
             body is swapped in every view (stage 4 only); a single keypoint on the wrong side
-            is flagged SWAP, one breaking the seeds' rigid link lengths AMBIGUOUS.
+            is flagged SWAP, one at another keypoint's place SWAP, one outside the seeds'
+            distance ranges AMBIGUOUS.
     """
     params = params or RefineParams()
     n_cam, n_ind, n_kp = obs.shape[:3]
@@ -195,8 +229,10 @@ def refine_frame(
                         sigma3d, params):
             n_changed += 1
             res = triangulate_ransac(obs, group, params.threshold_px, weights=_weights(human, assign_conf))
-        # "missing" wins where a model label still does not fit a 3D point
-        bad = (~human) & np.isfinite(res.reproj_error) & (res.reproj_error > params.threshold_px)
+        # "missing" wins where a model label still does not fit a 3D point (a point seen in
+        # 4+ views also loses a label that would be flagged HIGH_REPROJ_ERROR: 3 remain)
+        limit = np.where(res.n_views >= 4, params.flag_reproj_px, params.threshold_px)
+        bad = (~human) & np.isfinite(res.reproj_error) & (res.reproj_error > limit[None])
         bad &= (res.n_views >= 2)[None]
         if bad.any():
             n_dropped = int(bad.sum())
@@ -349,23 +385,33 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     flags |= np.where(np.isfinite(err) & (err > params.flag_reproj_px),
                       int(Flag.HIGH_REPROJ_ERROR), 0).astype(np.uint16)
     flags |= assign_flags.astype(np.uint16) & int(Flag.LOW_MODEL_CONFIDENCE | Flag.AMBIGUOUS)
-    flags |= np.where(labeled & (np.nan_to_num(assign_margin, nan=1e3) < params.ambiguous_margin)
-                      & (n_views <= 2)[None], int(Flag.AMBIGUOUS), 0).astype(np.uint16)
     kp_flags = np.zeros((n_ind, n_kp), np.uint16)
     kp_flags |= np.where(n_views < 2, int(Flag.FEW_VIEWS), 0).astype(np.uint16)
     has3 = np.isfinite(points3d).all(axis=-1)
     haspred = np.isfinite(predicted3d).all(axis=-1)
     dist = np.linalg.norm(points3d - predicted3d, axis=-1)
-    jump = has3 & haspred & (dist > np.maximum(params.jump_mm, 4.0 * sigma3d))
+    far = has3 & haspred & (n_views == 2)
+    # a close call in stage 3 that only 2 views support and that left the prediction
+    close_call = labeled & (np.nan_to_num(assign_margin, nan=1e3) < params.ambiguous_margin)
+    flags |= np.where(close_call & (far & (dist > params.ambiguous_mm))[None],
+                      int(Flag.AMBIGUOUS), 0).astype(np.uint16)
+    jump = has3 & haspred & (n_views <= params.jump_max_views)
+    jump &= dist > np.maximum(params.jump_mm, 4.0 * sigma3d)
     kp_flags |= np.where(jump, int(Flag.JUMP), 0).astype(np.uint16)
     # two views agree by construction: a 2-view point away from its prediction is unconfirmed
-    unconfirmed = has3 & haspred & (n_views == 2) & (dist > np.maximum(6.0, 3.0 * sigma3d))
+    unconfirmed = far & (dist > np.maximum(params.unconfirmed_mm, params.unconfirmed_sigma * sigma3d))
     kp_flags |= np.where(unconfirmed, int(Flag.AMBIGUOUS), 0).astype(np.uint16)
+    # weakly supported: few views that disagree with each other and with the window
+    worst = np.where(np.isfinite(err), err, 0.0).max(axis=0)
+    weak = has3 & haspred & (n_views <= params.weak_max_views) & (worst > params.weak_reproj_px)
+    weak &= dist > params.weak_mm
+    kp_flags |= np.where(weak, int(Flag.AMBIGUOUS), 0).astype(np.uint16)
     kp_flags |= _swap_flags(skeleton, points3d, predicted3d, params.swap_margin_mm)
     if body is not None:
-        resid = body.shape_residual(points3d)
-        kp_flags |= np.where(np.nan_to_num(resid) > params.shape_tolerance_mm,
-                             int(Flag.AMBIGUOUS), 0).astype(np.uint16)
+        own, other = body.identity_residual(points3d)
+        wrong_place = (own > params.identity_residual) & (other < params.identity_fit)
+        wrong_place &= params.identity_ratio * other + 0.3 < own
+        kp_flags |= np.where(wrong_place, int(Flag.SWAP), 0).astype(np.uint16)
         spread_resid = body.range_residual(points3d, params.range_spread_factor)
         kp_flags |= np.where(np.nan_to_num(spread_resid) > params.range_tolerance_mm,
                              int(Flag.AMBIGUOUS), 0).astype(np.uint16)
@@ -483,24 +529,24 @@ class BodyModel:
 
     Attributes:
         mean_dist: ``(M, K, K)`` mm, mean distance of every keypoint pair over the seeds.
-        rigid: ``(M, K, K)`` bool, pairs whose distance varies by less than ``rigid_spread_mm``
-            over the seeds (and are at least 5 mm apart): near-rigid links of the body.
         side: ``(M, K)`` +1 / -1 / 0: the side of the body (left +) each keypoint is on in
             the seeds (0 when not consistently off the midline by ``side_min_mm``).
         midline: Indices of keypoints without a left/right partner, in skeleton order; the
             first three define the body axis (forward = first minus the next two).
+        min_dist, max_dist: ``(M, K, K)`` mm, the range of every pair's distance over the seeds.
+        n_seen: ``(M, K, K)`` int, how many seeds showed both keypoints of the pair.
     """
 
     mean_dist: np.ndarray
-    rigid: np.ndarray
     side: np.ndarray
     midline: list[int]
     min_dist: np.ndarray | None = None
     max_dist: np.ndarray | None = None
+    n_seen: np.ndarray | None = None
 
     @classmethod
-    def from_seeds(cls, skeleton: Skeleton, poses: list[np.ndarray], rigid_spread_mm: float = 1.0,
-                   side_min_mm: float = 3.0) -> BodyModel:
+    def from_seeds(cls, skeleton: Skeleton, poses: list[np.ndarray], side_min_mm: float = 3.0
+                   ) -> BodyModel:
         mirror = skeleton.mirror_index()
         midline = [k for k in range(skeleton.n_keypoints) if mirror[k] == k]
         stack = np.stack(poses) if poses else np.full((1, 1, skeleton.n_keypoints, 3), np.nan)
@@ -508,25 +554,16 @@ class BodyModel:
         with np.errstate(invalid="ignore"), _quiet():
             mean = np.nanmean(d, axis=0)
             lo, hi = np.nanmin(d, axis=0), np.nanmax(d, axis=0)
-            spread = hi - lo
             n_ok = np.isfinite(d).sum(axis=0)
-        rigid = (n_ok >= 2) & (spread < rigid_spread_mm) & (mean > 5.0)
         lat = np.stack([_lateral(p, midline) for p in poses]) if poses else np.full((1,) + stack.shape[1:3], np.nan)
         with _quiet():
             mean_sign = np.nanmean(np.sign(lat), axis=0)
             consistent = np.nanmin(np.abs(lat), axis=0) > side_min_mm
         side = np.where(consistent & (np.abs(mean_sign) == 1), np.sign(mean_sign), 0)
-        return cls(mean, rigid, np.nan_to_num(side).astype(int), midline, lo, hi)
-
-    def shape_residual(self, x3: np.ndarray) -> np.ndarray:
-        """``(M, K)`` mm: median deviation of each keypoint's rigid-link lengths from the seeds
-        (NaN with fewer than 2 rigid partners located)."""
-        d = np.linalg.norm(x3[:, :, None] - x3[:, None], axis=-1)
-        dev = np.where(self.rigid, np.abs(d - self.mean_dist), np.nan)
-        with _quiet():
-            med = np.nanmedian(dev, axis=2)
-        n = np.isfinite(dev).sum(axis=2)
-        return np.where(n >= 2, med, np.nan)
+        # only a keypoint with a left/right partner has a side (a tail tip that happened to
+        # lie left of the midline in every seed does not)
+        side = np.where(mirror != np.arange(skeleton.n_keypoints), side, 0)
+        return cls(mean, np.nan_to_num(side).astype(int), midline, lo, hi, n_ok)
 
     def range_residual(self, x3: np.ndarray, spread_factor: float = 0.0,
                        min_partners: int = 3) -> np.ndarray:
@@ -535,12 +572,14 @@ class BodyModel:
         ``spread_factor`` times the median width of those ranges (a keypoint that moved a lot
         across the seeds, a paw, is allowed more). A track on a consistent wrong dot (a
         distractor, another keypoint's dot) seen in 3+ views breaks many of these distances
-        at once. NaN with fewer than ``min_partners`` partners."""
+        at once. A pair that not every seed showed is allowed ``PARTLY_SEEN_MM`` more. NaN
+        with fewer than ``min_partners`` partners."""
         if self.min_dist is None or self.max_dist is None:
             return np.full(x3.shape[:2], np.nan)
         d = np.linalg.norm(x3[:, :, None] - x3[:, None], axis=-1)
         dev = np.maximum(d - self.max_dist, self.min_dist - d)
         n_kp = x3.shape[1]
+        dev = np.where(self._partly_seen(), dev - PARTLY_SEEN_MM, dev)
         dev[:, np.arange(n_kp), np.arange(n_kp)] = np.nan
         width = self.max_dist - self.min_dist
         width[:, np.arange(n_kp), np.arange(n_kp)] = np.nan
@@ -548,6 +587,56 @@ class BodyModel:
             med = np.nanmedian(dev, axis=2) - spread_factor * np.nanmedian(width, axis=2)
         n = np.isfinite(dev).sum(axis=2)
         return np.where(n >= min_partners, med, np.nan)
+
+    def identity_residual(self, x3: np.ndarray, min_partners: int = 3
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """How well each keypoint's 3D point sits at its own place on the body, against every
+        other keypoint's place.
+
+        The place of keypoint ``j`` is its distances to the other keypoints in the seeds. For
+        a point ``x`` and a candidate identity ``j`` the residual is the median, over the
+        located partners ``k`` (neither the keypoint itself nor ``j``), of
+        ``|d(x, x_k) - mean_d(j, k)| / (1 mm + 0.5 spread(j, k))`` (``spread``: how much that
+        distance varied over the seeds, so a paw is allowed more than an ear; a pair that not
+        every seed showed gets ``PARTLY_SEEN_MM`` more). A track on
+        another keypoint's dot (a paw on an ear's dot) fits that keypoint's place far better
+        than its own.
+
+        Returns:
+            ``own`` ``(M, K)``: the residual as itself, and ``other`` ``(M, K)``: the smallest
+            residual as any other keypoint (NaN without a 3D point or with fewer than
+            ``min_partners`` partners).
+        """
+        n_ind, n_kp = x3.shape[:2]
+        own = np.full((n_ind, n_kp), np.nan)
+        other = np.full((n_ind, n_kp), np.nan)
+        if self.min_dist is None or self.max_dist is None or self.n_seen is None:
+            return own, other
+        spread = self.max_dist - self.min_dist + np.where(self._partly_seen(), PARTLY_SEEN_MM, 0.0)
+        tol = 1.0 + 0.5 * spread  # (M, K, K)
+        eye = np.eye(n_kp, dtype=bool)
+        for m in range(n_ind):
+            ok = np.isfinite(x3[m]).all(axis=-1)
+            d = np.linalg.norm(x3[m][:, None] - x3[m][None], axis=-1)  # (a, k)
+            # (a, j, k): point a as keypoint j, against partner k
+            dev = np.abs(d[:, None, :] - self.mean_dist[m][None]) / tol[m][None]
+            bad = eye[:, None, :] | eye[None, :, :] | ~ok[None, None, :]
+            dev = np.where(bad, np.nan, dev)
+            n = np.isfinite(dev).sum(axis=2)
+            with _quiet():
+                res = np.nanmedian(dev, axis=2)
+            res = np.where((n >= min_partners) & ok[:, None], res, np.nan)
+            own[m] = np.diagonal(res)
+            with _quiet():
+                other[m] = np.nanmin(np.where(eye, np.nan, res), axis=1)
+        return own, other
+
+    def _partly_seen(self) -> np.ndarray:
+        """``(M, K, K)`` bool: pairs not shown by every seed (their range from fewer seeds is
+        too narrow: it is widened by ``PARTLY_SEEN_MM``)."""
+        if self.n_seen is None:
+            return np.zeros(self.mean_dist.shape, bool)
+        return self.n_seen < max(2, int(self.n_seen.max()))
 
     def lateral(self, x3: np.ndarray) -> np.ndarray:
         """``(M, K)`` mm: signed distance of each keypoint from the body's midline plane
