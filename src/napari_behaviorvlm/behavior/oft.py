@@ -15,6 +15,12 @@ Rater convention this benchmark follows: a rear lasts until the forepaws are bac
 while the pose cues of a rear (head beyond the floor border, body foreshortened) end as soon as
 the head comes down; :func:`hold_rears` therefore extends every predicted rear by
 :data:`REAR_HOLD_S` (chosen on :data:`TUNED_ON` only).
+
+Two methods: the rule path (kinematic captions + merge + hold), and a per-frame rear classifier
+stacked on it and trained on a tuning video's rater consensus
+(:mod:`~napari_behaviorvlm.behavior.oft_model`). :func:`choose_method` picks one of them and
+its parameters on one video only (time-block cross-fitting); :func:`cross_session` scores that
+choice on the other video.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from napari_behaviorvlm.behavior import metrics
+from napari_behaviorvlm.behavior import metrics, oft_model
 from napari_behaviorvlm.behavior.captions import KinematicThresholds
+from napari_behaviorvlm.behavior.oft_model import ModelParams, RearModel
 from napari_behaviorvlm.behavior.overseg import OversegConfig
 from napari_behaviorvlm.behavior.pipeline import (
     SegmentationConfig,
@@ -38,7 +45,7 @@ from napari_behaviorvlm.core.segments import Segment, SegmentTable
 
 __all__ = ["OFT_FPS", "OftSession", "evaluate_oft", "list_oft_sessions", "load_oft_session",
            "oft_config", "predict_oft", "TUNED_ON", "REAR_HOLD_S", "hold_rears",
-           "cross_session", "GRID"]
+           "cross_session", "GRID", "MODEL_PARAMS", "choose_method", "rear_model_inputs"]
 
 OFT_FPS = 25.0
 ARENA_PARTS = ("tl", "tr", "br", "bl")  # polygon order
@@ -135,14 +142,20 @@ def load_oft_session(root: str | Path, name: str, min_likelihood: float = 0.6) -
 
 
 TUNED_ON = "12_01_A_190507144429"
-"""The session the over-segmentation/merge parameters of :func:`oft_config` and
-:data:`REAR_HOLD_S` were chosen on (scored against its raters); the other session is held out.
-The captioner thresholds are the physical defaults of :class:`KinematicThresholds`, not fitted."""
+"""The session every default was chosen on (scored against its raters, :func:`choose_method`
+with :data:`GRID` and :data:`~napari_behaviorvlm.behavior.oft_model.MODEL_GRID`): the
+parameters of :func:`oft_config`, :data:`REAR_HOLD_S` and :data:`MODEL_PARAMS`; the other
+session is held out. The captioner thresholds are the physical defaults of
+:class:`KinematicThresholds` except the near-wall rule ratio, which is a grid parameter."""
 
-REAR_HOLD_S = 0.16
+REAR_HOLD_S = 0.24
 """Seconds every predicted rear is extended by (:func:`hold_rears`): the descent, which raters
-count as part of the rear. Chosen on :data:`TUNED_ON` among 0, 0.08, 0.16, 0.24 s (best sum of
-supported and all-rearing frame F1 there); the held-out video was not used."""
+count as part of the rear. Chosen on :data:`TUNED_ON` with the rest of :data:`GRID` (the
+held-out video was not used)."""
+
+MODEL_PARAMS = ModelParams(l2=0.01, threshold=0.4, median_frames=1, min_bout_frames=5)
+"""Rear-model hyperparameters chosen on :data:`TUNED_ON` by block cross-fitting
+(:func:`choose_method`); the rear model is the method chosen there."""
 
 
 def hold_rears(table: SegmentTable, hold_s: float, fps: float, n_frames: int) -> SegmentTable:
@@ -179,13 +192,14 @@ def hold_rears(table: SegmentTable, hold_s: float, fps: float, n_frames: int) ->
 
 
 def oft_config(thresholds: KinematicThresholds | None = None) -> SegmentationConfig:
-    """The local pipeline configuration used on this dataset: rears split by support; clips of
-    0.2 s and more from K = 16 clusters on 0.5 s windows, bouts under 0.3 s absorbed (chosen on
-    :data:`TUNED_ON` only)."""
-    thresholds = thresholds or KinematicThresholds()
+    """The local pipeline configuration used on this dataset: rears split by support, the
+    near-wall rear rule at a length ratio of 0.8; clips of 0.2 s and more from K = 10 clusters
+    (0.2 s smoothing) on 0.5 s windows, bouts under 0.3 s absorbed (the :data:`GRID` point
+    chosen on :data:`TUNED_ON`). ``thresholds`` replaces the captioner thresholds as given."""
+    thresholds = thresholds or KinematicThresholds(wall_length_ratio=0.8)
     return SegmentationConfig(
         thresholds=attrs.evolve(thresholds, split_rearing=True), window_s=0.5, min_bout_s=0.3,
-        overseg=OversegConfig(n_clusters=16, min_clip_s=0.2, smooth_s=0.1))
+        overseg=OversegConfig(n_clusters=10, min_clip_s=0.2, smooth_s=0.2))
 
 
 def _segment_oft(session: OftSession, config: SegmentationConfig | None) -> tuple[SegmentTable, dict]:
@@ -202,12 +216,74 @@ def _labels_after_hold(session: OftSession, table: SegmentTable, rear_hold_s: fl
     return held.frame_labels(session.n_frames, "mouse0")
 
 
-def predict_oft(session: OftSession, config: SegmentationConfig | None = None,
-                rear_hold_s: float = REAR_HOLD_S) -> tuple[np.ndarray, dict]:
-    """Per-frame labels ``(F,)`` of our local pipeline on one session (rears extended by
-    ``rear_hold_s``, :func:`hold_rears`), and run stats."""
+def rear_model_inputs(session: OftSession, rule_labels: np.ndarray) -> dict[str, np.ndarray]:
+    """What the rear model needs from one session: features ``x`` ``(F, D)`` stacked on the rule
+    path's ``rule_labels`` ``(F,)`` (their pose part ``pose_x``), soft targets ``rear`` and
+    ``supported`` ``(F,)`` (fraction of raters) and the scored ``frames``. Reading the targets
+    reads the raters' labels: pass only a session whose labels may be used."""
+    pose_x = oft_model.pose_frame_features(session.points, session.keypoint_names, session.arena,
+                                           OFT_FPS)
+    return {"x": np.concatenate([pose_x, oft_model.rule_frame_features(rule_labels, OFT_FPS)],
+                                axis=1),
+            "pose_x": pose_x,
+            "rear": oft_model.consensus(session.raters, lambda lab: np.isin(lab, REAR_LABELS)),
+            "supported": oft_model.consensus(session.raters, lambda lab: lab == "supported_rear"),
+            "frames": np.arange(session.first_frame, session.n_frames)}
+
+
+def _cross_fitted(inputs: dict[str, np.ndarray], params: ModelParams,
+                  block_x: list[np.ndarray] | None = None) -> np.ndarray:
+    """Labels ``(F,)`` of the tuning video where each time block is predicted by a rear model
+    fit on the other blocks (:data:`~napari_behaviorvlm.behavior.oft_model.N_BLOCKS`)."""
+    frames = inputs["frames"]
+    blocks = np.array_split(frames, oft_model.N_BLOCKS)
+    block_x = block_x or [inputs["x"]] * len(blocks)
+    out = np.full(len(inputs["rear"]), "", dtype=object)
+    pr, ps = np.zeros(len(out)), np.zeros(len(out))
+    for block, x in zip(blocks, block_x):
+        train = np.setdiff1d(frames, block)
+        model = RearModel.fit(x[train], inputs["rear"][train], inputs["supported"][train], params)
+        pr[block], ps[block] = model.rear.predict(x[block]), model.supported.predict(x[block])
+    out[frames] = oft_model.labels_from_proba(pr[frames], ps[frames], params.threshold,
+                                              params.median_frames, params.min_bout_frames)
+    return out
+
+
+def _with_rule_labels(rears: np.ndarray, rule: np.ndarray) -> np.ndarray:
+    """The rear model's rears ``(F,)`` with the rule path's other labels (walk, groom ...)
+    ``(F,)`` on the frames the model leaves empty."""
+    keep = (rears == "") & ~np.isin(rule.astype(str), REAR_LABELS)
+    return np.where(keep, rule, rears).astype(object)
+
+
+def predict_oft(session: OftSession, training: OftSession | None = None,
+                config: SegmentationConfig | None = None, rear_hold_s: float = REAR_HOLD_S,
+                model: ModelParams | None = MODEL_PARAMS) -> tuple[np.ndarray, dict]:
+    """Per-frame labels ``(F,)`` of our local path on one session, and run stats.
+
+    The rule path (``config``, rears extended by ``rear_hold_s``, :func:`hold_rears`) runs
+    first. With a ``training`` session and ``model`` parameters (the default method), a rear
+    model (:class:`~napari_behaviorvlm.behavior.oft_model.RearModel`) trained on that session's
+    rater consensus, stacked on the rule labels, gives the labels instead: when ``training`` is
+    ``session`` itself, each time block is predicted by a model fit on the other blocks, so no
+    frame is labelled by a model that saw its labels. Without ``training`` (or with ``model``
+    None) the rule labels are returned; ``session``'s raters are never read unless it is the
+    training session.
+    """
     table, stats = _segment_oft(session, config)
-    return _labels_after_hold(session, table, rear_hold_s), stats
+    rule = _labels_after_hold(session, table, rear_hold_s)
+    if training is None or model is None:
+        return rule, stats | {"method": "rule"}
+    if training.name == session.name:
+        rears = _cross_fitted(rear_model_inputs(session, rule), model)
+        return _with_rule_labels(rears, rule), stats | {"method": "model"}
+    train_table, _ = _segment_oft(training, config)
+    fit = rear_model_inputs(training, _labels_after_hold(training, train_table, rear_hold_s))
+    f = fit["frames"]
+    rear_model = RearModel.fit(fit["x"][f], fit["rear"][f], fit["supported"][f], model)
+    x = oft_model.frame_features(session.points, session.keypoint_names, session.arena, OFT_FPS,
+                                 rule)
+    return _with_rule_labels(rear_model.predict(x), rule), stats | {"method": "model"}
 
 
 TASKS = ("supported", "all", "groom")
@@ -287,35 +363,94 @@ def _grid_configs() -> list[tuple[dict, SegmentationConfig]]:
     return out
 
 
-def _objective(result: dict) -> float:
-    """What :func:`cross_session` maximises on the tuning video: frame F1 + segmental F1@0.25
-    (mean over its raters) of supported rearing plus the same of all rearing."""
-    return sum(result[task]["ours_mean"][k] for task in ("supported", "all")
-               for k in ("frame_f1", "seg_f1_25"))
+def _objective(session: OftSession, predicted: np.ndarray, frames: np.ndarray) -> float:
+    """What :func:`choose_method` maximises on the tuning video: frame F1 + segmental F1@0.25
+    (mean over its raters) of supported rearing plus the same of all rearing, on ``frames``
+    (sorted indices; blocks that are not contiguous are scored as one sequence)."""
+    total = 0.0
+    for task in ("supported", "all"):
+        ours = _task(predicted[frames], task)
+        mean = _mean({r: _scores(ours, _task(lab[frames], task))
+                      for r, lab in session.raters.items()})
+        total += mean["frame_f1"] + mean["seg_f1_25"]
+    return total
+
+
+def choose_method(session: OftSession, points: list[dict], rule_labels: list[np.ndarray]) -> dict:
+    """Choose the method and its parameters on one video against its raters only.
+
+    Args:
+        session: the tuning video.
+        points: grid points (:data:`GRID` keys) of the rule path.
+        rule_labels: the rule path's labels ``(F,)`` on ``session`` at each point.
+
+    Every candidate is scored by :func:`_objective` on labels that did not see the labels of
+    the frames they label: the scored frames are cut into
+    :data:`~napari_behaviorvlm.behavior.oft_model.N_BLOCKS` time blocks; for the rule path, the
+    grid point is chosen on the other blocks and applied to each block; for the rear model
+    (every :data:`~napari_behaviorvlm.behavior.oft_model.MODEL_GRID` point), it is stacked on
+    that same point and fit on the other blocks. The better method wins. Returns ``method``
+    (``rule`` or ``model``), ``rule`` (the grid point best on the whole video, which the model is
+    stacked on too), ``model`` (the best :class:`ModelParams` or None) and both ``scores``.
+    """
+    frames = np.arange(session.first_frame, session.n_frames)
+    blocks = np.array_split(frames, oft_model.N_BLOCKS)
+    whole = [_objective(session, lab, frames) for lab in rule_labels]
+    best = int(np.argmax(whole))
+    rule_cv = np.full(session.n_frames, "", dtype=object)
+    per_block = []
+    for block in blocks:
+        rest = np.setdiff1d(frames, block)
+        j = int(np.argmax([_objective(session, lab, rest) for lab in rule_labels]))
+        rule_cv[block] = rule_labels[j][block]
+        per_block.append(j)
+    rule_score = _objective(session, rule_cv, frames)
+    inputs = rear_model_inputs(session, rule_labels[best])
+    block_x = [np.concatenate([inputs["pose_x"], oft_model.rule_frame_features(
+        rule_labels[j], OFT_FPS)], axis=1) for j in per_block]
+    params, model_score = oft_model.cross_fit(
+        inputs["x"], inputs["rear"], inputs["supported"], frames, block_x,
+        lambda lab: _objective(session, lab, frames))
+    method = "model" if model_score > rule_score else "rule"
+    return {"method": method, "rule": points[best], "model": params if method == "model" else None,
+            "scores": {"rule": rule_score, "model": model_score}}
 
 
 def cross_session(root: str | Path) -> list[dict]:
-    """Two-fold cross-validation over the two videos: on one video, pick the grid point
-    (:data:`GRID`) with the best :func:`_objective` against its raters, then score that
-    configuration on the *other* video, whose labels are read only by :func:`evaluate_oft`
-    after the choice. Both directions. Captioner thresholds stay the physical defaults."""
+    """Two-fold cross-validation over the two videos: on one video, :func:`choose_method`
+    chooses the method (rule path or rear model) and every parameter against its raters; the
+    choice is then applied to the *other* video, whose labels are read only by
+    :func:`evaluate_oft` after the choice. Both directions. Captioner thresholds other than the
+    near-wall ratio stay the physical defaults."""
     sessions = {n: load_oft_session(root, n) for n in list_oft_sessions(root)}
     points: list[dict] = []
-    scores: dict[str, list[dict]] = {name: [] for name in sessions}
+    labels: dict[str, list[np.ndarray]] = {name: [] for name in sessions}
     for params, config in _grid_configs():
         tables = {name: _segment_oft(session, config)[0] for name, session in sessions.items()}
         for hold in GRID["rear_hold_s"]:
             points.append(params | {"rear_hold_s": hold})
             for name, session in sessions.items():
-                pred = _labels_after_hold(session, tables[name], hold)
-                scores[name].append(evaluate_oft(session, pred))
+                labels[name].append(_labels_after_hold(session, tables[name], hold))
     out = []
     for tune, test in itertools.permutations(sessions, 2):
-        best = max(range(len(points)), key=lambda i: _objective(scores[tune][i]))
-        held = scores[test][best]
-        out.append({"tuned_on": tune, "tested_on": test, "params": points[best],
-                    "tune": {task: scores[tune][best][task]["ours_mean"]
-                             for task in ("supported", "all")},
+        choice = choose_method(sessions[tune], points, labels[tune])
+        best = points.index(choice["rule"])
+        pred = labels[test][best]
+        if choice["method"] == "model":
+            fit = rear_model_inputs(sessions[tune], labels[tune][best])
+            f = fit["frames"]
+            model = RearModel.fit(fit["x"][f], fit["rear"][f], fit["supported"][f], choice["model"])
+            s = sessions[test]
+            rears = model.predict(oft_model.frame_features(s.points, s.keypoint_names, s.arena,
+                                                           OFT_FPS, pred))
+            pred = _with_rule_labels(rears, pred)
+        tuned = evaluate_oft(sessions[tune], labels[tune][best])
+        held = evaluate_oft(sessions[test], pred)
+        model_params = attrs.asdict(choice["model"]) if choice["model"] is not None else None
+        out.append({"tuned_on": tune, "tested_on": test, "method": choice["method"],
+                    "params": choice["rule"], "model_params": model_params,
+                    "tune_scores": choice["scores"],
+                    "tune": {task: tuned[task]["ours_mean"] for task in ("supported", "all")},
                     "test": {task: {"ours": held[task]["ours_mean"],
                                     "ours_vs_rater": held[task]["ours_vs_rater"],
                                     "raters": held[task]["raters_mean"]}
