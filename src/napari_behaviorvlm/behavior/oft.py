@@ -231,19 +231,13 @@ def rear_model_inputs(session: OftSession, rule_labels: np.ndarray) -> dict[str,
             "frames": np.arange(session.first_frame, session.n_frames)}
 
 
-def _cross_fitted(inputs: dict[str, np.ndarray], params: ModelParams,
-                  block_x: list[np.ndarray] | None = None) -> np.ndarray:
-    """Labels ``(F,)`` of the tuning video where each time block is predicted by a rear model
-    fit on the other blocks (:data:`~napari_behaviorvlm.behavior.oft_model.N_BLOCKS`)."""
+def _cross_fitted(inputs: dict[str, np.ndarray], params: ModelParams) -> np.ndarray:
+    """Labels ``(F,)`` of the training video where each time block is predicted by a rear model
+    fit on the other blocks (:func:`~napari_behaviorvlm.behavior.oft_model.cross_fitted_proba`)."""
     frames = inputs["frames"]
-    blocks = np.array_split(frames, oft_model.N_BLOCKS)
-    block_x = block_x or [inputs["x"]] * len(blocks)
-    out = np.full(len(inputs["rear"]), "", dtype=object)
-    pr, ps = np.zeros(len(out)), np.zeros(len(out))
-    for block, x in zip(blocks, block_x):
-        train = np.setdiff1d(frames, block)
-        model = RearModel.fit(x[train], inputs["rear"][train], inputs["supported"][train], params)
-        pr[block], ps[block] = model.rear.predict(x[block]), model.supported.predict(x[block])
+    pr, ps = oft_model.cross_fitted_proba(inputs["x"], inputs["rear"], inputs["supported"],
+                                          frames, params.l2)
+    out = np.full(len(pr), "", dtype=object)
     out[frames] = oft_model.labels_from_proba(pr[frames], ps[frames], params.threshold,
                                               params.median_frames, params.min_bout_frames)
     return out
@@ -278,12 +272,21 @@ def predict_oft(session: OftSession, training: OftSession | None = None,
         rears = _cross_fitted(rear_model_inputs(session, rule), model)
         return _with_rule_labels(rears, rule), stats | {"method": "model"}
     train_table, _ = _segment_oft(training, config)
-    fit = rear_model_inputs(training, _labels_after_hold(training, train_table, rear_hold_s))
+    train_rule = _labels_after_hold(training, train_table, rear_hold_s)
+    return _model_labels(training, train_rule, model, session, rule), stats | {"method": "model"}
+
+
+def _model_labels(training: OftSession, train_rule: np.ndarray, params: ModelParams,
+                  session: OftSession, rule: np.ndarray) -> np.ndarray:
+    """Labels ``(F,)`` of ``session`` by a rear model fit on all scored frames of ``training``
+    (rule labels ``train_rule``), stacked on ``session``'s rule labels ``rule``; ``session``'s
+    raters are not read."""
+    fit = rear_model_inputs(training, train_rule)
     f = fit["frames"]
-    rear_model = RearModel.fit(fit["x"][f], fit["rear"][f], fit["supported"][f], model)
+    rear_model = RearModel.fit(fit["x"][f], fit["rear"][f], fit["supported"][f], params)
     x = oft_model.frame_features(session.points, session.keypoint_names, session.arena, OFT_FPS,
                                  rule)
-    return _with_rule_labels(rear_model.predict(x), rule), stats | {"method": "model"}
+    return _with_rule_labels(rear_model.predict(x), rule)
 
 
 TASKS = ("supported", "all", "groom")
@@ -409,7 +412,7 @@ def choose_method(session: OftSession, points: list[dict], rule_labels: list[np.
     block_x = [np.concatenate([inputs["pose_x"], oft_model.rule_frame_features(
         rule_labels[j], OFT_FPS)], axis=1) for j in per_block]
     params, model_score = oft_model.cross_fit(
-        inputs["x"], inputs["rear"], inputs["supported"], frames, block_x,
+        block_x, inputs["rear"], inputs["supported"], frames,
         lambda lab: _objective(session, lab, frames))
     method = "model" if model_score > rule_score else "rule"
     return {"method": method, "rule": points[best], "model": params if method == "model" else None,
@@ -437,13 +440,8 @@ def cross_session(root: str | Path) -> list[dict]:
         best = points.index(choice["rule"])
         pred = labels[test][best]
         if choice["method"] == "model":
-            fit = rear_model_inputs(sessions[tune], labels[tune][best])
-            f = fit["frames"]
-            model = RearModel.fit(fit["x"][f], fit["rear"][f], fit["supported"][f], choice["model"])
-            s = sessions[test]
-            rears = model.predict(oft_model.frame_features(s.points, s.keypoint_names, s.arena,
-                                                           OFT_FPS, pred))
-            pred = _with_rule_labels(rears, pred)
+            pred = _model_labels(sessions[tune], labels[tune][best], choice["model"],
+                                 sessions[test], pred)
         tuned = evaluate_oft(sessions[tune], labels[tune][best])
         held = evaluate_oft(sessions[test], pred)
         model_params = attrs.asdict(choice["model"]) if choice["model"] is not None else None

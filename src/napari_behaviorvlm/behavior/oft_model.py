@@ -42,7 +42,7 @@ from napari_behaviorvlm.behavior.features import (
 )
 
 __all__ = ["CONTEXT_S", "MODEL_GRID", "N_BLOCKS", "LogisticModel", "ModelParams", "RearModel",
-           "consensus", "cross_fit", "frame_features", "labels_from_proba",
+           "consensus", "cross_fit", "cross_fitted_proba", "frame_features", "labels_from_proba",
            "pose_frame_features", "rule_frame_features"]
 
 CONTEXT_S = (0.2, 0.5, 1.0, 2.0)
@@ -224,41 +224,43 @@ def labels_from_proba(p_rear: np.ndarray, p_supported: np.ndarray, threshold: fl
     return out
 
 
-def cross_fit(x: np.ndarray, rear: np.ndarray, supported: np.ndarray, frames: np.ndarray,
-              block_features: Sequence[np.ndarray] | None,
-              objective: Callable[[np.ndarray], float],
-              grid: Sequence[ModelParams] | None = None) -> tuple[ModelParams, float]:
-    """Choose model hyperparameters on one video by time-block cross-fitting.
-
-    The scored ``frames`` (sorted indices) are cut into :data:`N_BLOCKS` contiguous blocks; each
-    block is labelled by a model fit on the other blocks only, and ``objective`` scores the
-    stitched labels ``(F,)`` (frames outside ``frames`` stay ``""``).
+def cross_fitted_proba(x: np.ndarray | Sequence[np.ndarray], rear: np.ndarray,
+                       supported: np.ndarray, frames: np.ndarray,
+                       l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """P(rear) and P(supported) ``(F,)`` where each of :data:`N_BLOCKS` contiguous blocks of the
+    scored ``frames`` (sorted indices) is predicted by models fit on the other blocks only (0
+    outside ``frames``).
 
     Args:
-        x: ``(F, D)`` features; used for every block when ``block_features`` is None.
+        x: ``(F, D)`` features, or one ``(F, D)`` array per block (e.g. stacked on a rule
+            configuration chosen without that block's labels).
         rear, supported: ``(F,)`` soft targets.
         frames: scored frame indices.
-        block_features: optional ``(F, D)`` features per block (e.g. stacked on a rule
-            configuration chosen without that block's labels).
-        objective: labels ``(F,)`` -> score to maximise.
-        grid: hyperparameters to try (default :meth:`ModelParams.grid`).
-
-    Returns:
-        The best hyperparameters and their cross-fitted score.
+        l2: penalty of :meth:`LogisticModel.fit`.
     """
+    frames = np.asarray(frames)
+    blocks = np.array_split(frames, N_BLOCKS)
+    feats = [x] * len(blocks) if isinstance(x, np.ndarray) else list(x)
+    pr, ps = np.zeros(len(rear)), np.zeros(len(rear))
+    for block, xb in zip(blocks, feats):
+        train = np.setdiff1d(frames, block)
+        pr[block] = LogisticModel.fit(xb[train], rear[train], l2).predict(xb[block])
+        ps[block] = LogisticModel.fit(xb[train], supported[train], l2).predict(xb[block])
+    return pr, ps
+
+
+def cross_fit(x: np.ndarray | Sequence[np.ndarray], rear: np.ndarray, supported: np.ndarray,
+              frames: np.ndarray, objective: Callable[[np.ndarray], float],
+              grid: Sequence[ModelParams] | None = None) -> tuple[ModelParams, float]:
+    """Choose model hyperparameters on one video by time-block cross-fitting: at every grid
+    point, the labels ``(F,)`` decoded from :func:`cross_fitted_proba` (``""`` outside
+    ``frames``) are scored by ``objective`` (to maximise); ``grid`` defaults to
+    :meth:`ModelParams.grid`. Returns the best hyperparameters and their score."""
     grid = list(grid) if grid is not None else ModelParams.grid()
-    blocks = np.array_split(np.asarray(frames), N_BLOCKS)
-    feats = list(block_features) if block_features is not None else [x] * len(blocks)
+    frames = np.asarray(frames)
     best: tuple[float, ModelParams] | None = None
     for l2 in sorted({p.l2 for p in grid}):
-        pr = np.zeros(len(rear))
-        ps = np.zeros(len(rear))
-        for block, xb in zip(blocks, feats):
-            train = np.setdiff1d(frames, block)
-            base = ModelParams(l2, 0.5, 1, 1)
-            model = RearModel.fit(xb[train], rear[train], supported[train], base)
-            pr[block] = model.rear.predict(xb[block])
-            ps[block] = model.supported.predict(xb[block])
+        pr, ps = cross_fitted_proba(x, rear, supported, frames, l2)
         for p in (q for q in grid if q.l2 == l2):
             labels = np.full(len(rear), "", dtype=object)
             labels[frames] = labels_from_proba(pr[frames], ps[frames], p.threshold,
