@@ -354,7 +354,7 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
         missing = ~np.isfinite(pred[m]).all(axis=-1) | stale[m]
         if doubt is not None:
             missing |= doubt[m]
-        if not missing.any():
+        if not missing.any() or not reference:
             continue
         known = ~missing & np.isfinite(pred[m]).all(axis=-1)
         stack = np.stack([ref[m] for ref in reference])  # (S, K, 3)
