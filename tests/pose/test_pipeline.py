@@ -122,3 +122,20 @@ def test_config_validation():
     project = new_project(sim, seeds)
     with pytest.raises(ValueError, match="model endpoint"):
         run_labeling(project, config=LabelingConfig(backend="vlm"), frame_source=source)
+
+
+def test_refine_settings_of_an_older_version_keep_what_still_exists(labeled):
+    """A project saved by a version with a setting that no longer exists keeps its other
+    refine settings (the stored threshold is used) instead of falling back to all defaults."""
+    from napari_behaviorvlm.pose.pipeline import SETTINGS_KEY, _stored_refine_params
+
+    _, _, _, project, _ = labeled
+    saved = project.settings[SETTINGS_KEY]["config"]["refine"]
+    try:
+        project.settings[SETTINGS_KEY]["config"]["refine"] = {
+            **saved, "threshold_px": 2.5, "shape_tolerance_mm": 3.0}
+        params = _stored_refine_params(project)
+        assert params.threshold_px == 2.5
+        assert not hasattr(params, "shape_tolerance_mm")
+    finally:
+        project.settings[SETTINGS_KEY]["config"]["refine"] = saved

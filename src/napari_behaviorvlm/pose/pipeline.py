@@ -757,10 +757,13 @@ def retriangulate_frame(project: Project, frame: int, params: RefineParams | Non
 
 
 def _stored_refine_params(project: Project) -> RefineParams:
+    """The refine parameters of the project's last run; settings this version no longer has
+    (a project saved by an older version) are ignored, the others kept."""
     stored = project.settings.get(SETTINGS_KEY, {}).get("config", {}).get("refine")
     if isinstance(stored, dict):
+        known = {field.name for field in attrs.fields(RefineParams)}
         try:
-            return RefineParams(**stored)
-        except TypeError:
+            return RefineParams(**{k: v for k, v in stored.items() if k in known})
+        except (TypeError, ValueError):
             pass
     return RefineParams()
