@@ -251,3 +251,48 @@ def test_a_weakly_supported_point_off_its_prediction_is_ambiguous():
     assert (out.flags[:3, 0, k] == int(Flag.AMBIGUOUS)).all()
     assert not score(3, 0.3).flags.any()  # the 3 views agree: believed
     assert not score(4, 2.5).flags.any()  # 4 views: enough support
+
+
+
+def _refine_paw_on_ear(params):
+    """Stage 4 on a frame where the left front paw, hidden from every camera, holds the left
+    ear's dot in views 0 and 1 (two views agree: a consistent 2-view point) while its
+    prediction stayed at its true place; the ear lost its dot; every other keypoint is a
+    human label in every view."""
+    sim, seeds, _ = small_sim()
+    body = BodyModel.from_seeds(sim.skeleton, [sim.points3d[f] for f in seeds])
+    frame = seeds[1] + 3
+    true = sim.points3d[frame].astype(float)
+    pred, _ = _predict(sim, frame)
+    paw, ear = sim.skeleton.index("paw_front_left"), sim.skeleton.index("ear_left")
+    obs = sim.calibration.project(true)
+    n_cam, n_ind, n_kp = obs.shape[:3]
+    human = np.ones((n_cam, n_ind, n_kp), bool)
+    human[:, 0, [paw, ear]] = False
+    ear_dots = obs[:, 0, ear].copy()
+    obs[:, 0, [paw, ear]] = np.nan
+    obs[:2, 0, paw] = ear_dots[:2]
+    cands = [Candidates(ear_dots[c:c + 1], np.full(1, 100.0), np.full(1, 9.0)) if c < 2
+             else Candidates(np.zeros((0, 2)), np.zeros(0), np.zeros(0)) for c in range(n_cam)]
+    index = np.full((n_cam, n_ind, n_kp), -1)
+    index[:2, 0, paw] = 0
+    shape = (n_cam, n_ind, n_kp)
+    out = refine_frame(sim.calibration, sim.skeleton, obs, human, cands, index,
+                       np.full(shape, 0.9), np.full(shape, 5.0), np.zeros(shape, np.uint16),
+                       pred, np.full((n_ind, n_kp), 2.0), params, body=body)
+    return out, true, paw, ear
+
+
+def test_a_paw_flagged_both_swap_and_ambiguous_loses_its_labels():
+    # the old stage 4 kept the paw on the ear's place, flagged
+    out, true, paw, ear = _refine_paw_on_ear(RefineParams(drop_swap_ambiguous=False))
+    assert np.linalg.norm(out.points3d[0, paw] - true[0, ear]) < 1.0
+    both = int(Flag.SWAP | Flag.AMBIGUOUS)
+    assert (out.flags[:2, 0, paw] & both == both).all()
+    # now "missing" wins: no 3D point at another keypoint's place, the paw listed for review
+    out, true, paw, ear = _refine_paw_on_ear(RefineParams())
+    assert np.isnan(out.points3d[0, paw]).all() and np.isnan(out.points2d[:, 0, paw]).all()
+    assert (out.flags[:, 0, paw] == int(Flag.FEW_VIEWS)).all()
+    assert out.n_dropped == 2
+    others = [k for k in range(true.shape[1]) if k not in (paw, ear)]
+    assert np.allclose(out.points3d[0, others], true[0, others], atol=0.5)
