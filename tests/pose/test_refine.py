@@ -284,15 +284,55 @@ def _refine_paw_on_ear(params):
 
 
 def test_a_paw_flagged_both_swap_and_ambiguous_loses_its_labels():
+    # the relabeling of a keypoint at a missing keypoint's place (the ear's) is off here
+    params = RefineParams(claim_margin_mm=np.inf)
     # the old stage 4 kept the paw on the ear's place, flagged
-    out, true, paw, ear = _refine_paw_on_ear(RefineParams(drop_swap_ambiguous=False))
+    out, true, paw, ear = _refine_paw_on_ear(attrs.evolve(params, drop_swap_ambiguous=False))
     assert np.linalg.norm(out.points3d[0, paw] - true[0, ear]) < 1.0
     both = int(Flag.SWAP | Flag.AMBIGUOUS)
     assert (out.flags[:2, 0, paw] & both == both).all()
     # now "missing" wins: no 3D point at another keypoint's place, the paw listed for review
-    out, true, paw, ear = _refine_paw_on_ear(RefineParams())
+    out, true, paw, ear = _refine_paw_on_ear(params)
     assert np.isnan(out.points3d[0, paw]).all() and np.isnan(out.points2d[:, 0, paw]).all()
     assert (out.flags[:, 0, paw] == int(Flag.FEW_VIEWS)).all()
     assert out.n_dropped == 2
     others = [k for k in range(true.shape[1]) if k not in (paw, ear)]
     assert np.allclose(out.points3d[0, others], true[0, others], atol=0.5)
+    # with it on, the ear's dots go back to the ear
+    out, true, paw, ear = _refine_paw_on_ear(RefineParams())
+    assert np.linalg.norm(out.points3d[0, ear] - true[0, ear]) < 1.0
+
+
+def _refine_paw_on_missing_paw(params):
+    """Stage 4 on a frame where the left front paw, hidden from every camera, holds the right
+    front paw's dot in every view and the right paw is left unlabeled; both predictions are
+    at their true places; every other keypoint is a human label."""
+    sim, seeds, _ = small_sim()
+    frame = next(f for f in range(sim.n_frames) if f not in seeds)
+    true = sim.points3d[frame].astype(float)
+    a, b = sim.skeleton.index("paw_front_left"), sim.skeleton.index("paw_front_right")
+    obs = sim.calibration.project(true)
+    n_cam, n_ind, n_kp = obs.shape[:3]
+    human = np.ones((n_cam, n_ind, n_kp), bool)
+    human[:, 0, [a, b]] = False
+    dots = obs[:, 0, b].copy()
+    obs[:, 0, a], obs[:, 0, b] = dots, np.nan
+    cands = [Candidates(dots[c:c + 1], np.full(1, 100.0), np.full(1, 9.0)) for c in range(n_cam)]
+    index = np.full((n_cam, n_ind, n_kp), -1)
+    index[:, 0, a] = 0
+    shape = (n_cam, n_ind, n_kp)
+    out = refine_frame(sim.calibration, sim.skeleton, obs, human, cands, index,
+                       np.full(shape, 0.9), np.full(shape, 5.0), np.zeros(shape, np.uint16),
+                       true, np.full((n_ind, n_kp), 2.0), params)
+    return out, true, a, b
+
+
+def test_a_paw_on_a_missing_paws_place_is_relabeled_as_that_paw():
+    # the old stage 4 left the left paw on the right paw's place and the right paw missing
+    out, true, a, b = _refine_paw_on_missing_paw(RefineParams(claim_margin_mm=np.inf))
+    assert np.linalg.norm(out.points3d[0, a] - true[0, b]) < 1.0
+    assert np.isnan(out.points3d[0, b]).all()
+    out, true, a, b = _refine_paw_on_missing_paw(RefineParams())
+    assert np.linalg.norm(out.points3d[0, b] - true[0, b]) < 1.0
+    assert out.n_views[0, b] == len(out.points2d) and np.isnan(out.points3d[0, a]).all()
+    assert (out.flags[:, 0, a] == int(Flag.FEW_VIEWS)).all()

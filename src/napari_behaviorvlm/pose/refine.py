@@ -16,12 +16,15 @@ For one multi-view frame, given each view's stage-3 assignment:
    a keypoint with no 3D point, is re-tried from the candidates nearest its reprojected
    prediction in every view (a lost keypoint only takes dots nobody holds); if they agree in
    >= 2 views near the prediction they replace its labels.
-   Identities and sides: the same keypoint of two individuals is exchanged in every view when
+   Identities and sides: a keypoint at the predicted place of a keypoint of its individual
+   that has no 3D point (and ``claim_margin_mm`` farther from its own prediction) is
+   relabeled as that keypoint; the same keypoint of two individuals is exchanged in every view when
    the exchange fits both predictions better by ``swap_margin_mm``; a left/right pair found with
    both keypoints on the wrong side of the body (:class:`BodyModel`, learned from the seeds) is
    swapped in every view. Views still above ``threshold_px`` (``flag_reproj_px`` for a point
-   seen in 4+ views, which keeps 3) lose the label ("missing" wins) and the point is refit.
-   Human labels never change.
+   seen in 4+ views, which keeps 3) lose the label ("missing" wins) and the point is refit;
+   so does, after scoring, a keypoint flagged both SWAP and AMBIGUOUS
+   (``drop_swap_ambiguous``). Human labels never change.
 3. **Confidence** of each model label (0..1)::
 
        conf = exp(-0.5 (e / 2 px)^2) * (0.5 + 0.5 min(n, 3) / 3) * (0.5 + 0.5 c_reasoner)
@@ -109,6 +112,10 @@ class RefineParams:
         drop_swap_ambiguous: A model keypoint flagged both SWAP and AMBIGUOUS loses its
             labels (an identity doubt another rule confirms; 86 % of them were > 5 mm off on
             the tuning sessions).
+        claim_margin_mm: A model keypoint whose 3D point lies near another keypoint's
+            prediction (within ``max(6 mm, 2 sigma)``) that has no 3D point, and this much
+            closer to it than to its own prediction, is relabeled as that keypoint (``inf``:
+            off).
         jump_max_views: JUMP only for a point seen in at most this many views (a jump that
             more views confirm is a track coming back to its dot, not an error).
         weak_max_views, weak_reproj_px, weak_mm: AMBIGUOUS when a point seen in at most
@@ -137,6 +144,7 @@ class RefineParams:
     identity_ratio: float = 1.5
     jump_max_views: int = 3
     drop_swap_ambiguous: bool = True
+    claim_margin_mm: float = 3.0
 
 
 @attrs.define(eq=False)
@@ -255,6 +263,12 @@ def refine_frame(
             n_views = np.isfinite(obs[..., 0]).sum(axis=0)
             x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
         if body is not None and _fix_sides(skeleton, body, x3, obs, human, index):
+            n_changed += 1
+            x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
+            n_views = np.isfinite(obs[..., 0]).sum(axis=0)
+            x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
+        if params.claim_margin_mm < np.inf and _give_to_missing(
+                x3, predicted3d, sigma3d, obs, human, index, params.claim_margin_mm):
             n_changed += 1
             x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
             n_views = np.isfinite(obs[..., 0]).sum(axis=0)
@@ -469,6 +483,39 @@ def _fix_identities(x3: np.ndarray, pred: np.ndarray, obs: np.ndarray, human: np
                     index[:, [m1, m2], k] = index[:, [m2, m1], k]
                     x3[[m1, m2], k] = x3[[m2, m1], k]
                     changed = True
+    return changed
+
+
+def _give_to_missing(x3: np.ndarray, pred: np.ndarray, sigma: np.ndarray, obs: np.ndarray,
+                     human: np.ndarray, index: np.ndarray, margin: float) -> bool:
+    """Relabel a keypoint that sits at another, missing keypoint's predicted place.
+
+    Keypoint ``b`` of an individual has no 3D point; keypoint ``a`` of the same individual has
+    one that lies within ``max(6 mm, 2 sigma_b)`` of ``b``'s prediction and more than
+    ``margin`` mm closer to it than to its own prediction: ``a`` took ``b``'s dots (a paw
+    hidden in some views takes the other paw's dots and leaves it unlabeled). ``a``'s labels
+    go to ``b`` in every view and ``a`` is left missing. Human labels never move. Returns
+    whether anything changed."""
+    n_ind, n_kp = x3.shape[:2]
+    changed = False
+    has3 = np.isfinite(x3).all(axis=-1)
+    haspred = np.isfinite(pred).all(axis=-1)
+    model = ~human.any(axis=0)
+    for m in range(n_ind):
+        for b in np.flatnonzero(~has3[m] & haspred[m] & model[m]):
+            best, a_best = np.inf, -1
+            for a in np.flatnonzero(has3[m] & model[m]):
+                d_ab = float(np.linalg.norm(x3[m, a] - pred[m, b]))
+                d_aa = float(np.linalg.norm(x3[m, a] - pred[m, a])) if haspred[m, a] else np.inf
+                if d_ab < max(6.0, 2.0 * sigma[m, b]) and d_ab + margin < d_aa and d_ab < best:
+                    best, a_best = d_ab, a
+            if a_best < 0:
+                continue
+            obs[:, m, b], index[:, m, b] = obs[:, m, a_best], index[:, m, a_best]
+            obs[:, m, a_best], index[:, m, a_best] = np.nan, -1
+            x3[m, b], x3[m, a_best] = x3[m, a_best], np.nan
+            has3[m, b], has3[m, a_best] = True, False
+            changed = True
     return changed
 
 
