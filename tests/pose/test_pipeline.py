@@ -124,6 +124,18 @@ def test_config_validation():
         run_labeling(project, config=LabelingConfig(backend="vlm"), frame_source=source)
 
 
+def test_refine_settings_are_typed():
+    from napari_behaviorvlm.pose.refine import RefineParams
+
+    params = RefineParams(threshold_px=3, jump_max_views=4.0, identity_residual=float("inf"))
+    assert type(params.threshold_px) is float and params.jump_max_views == 4
+    assert type(params.jump_max_views) is int
+    for bad in ({"threshold_px": "3"}, {"jump_max_views": 2.5}, {"drop_swap_ambiguous": "no"},
+                {"claim_margin_mm": True}):
+        with pytest.raises(ValueError, match=f"RefineParams.{next(iter(bad))} must be"):
+            RefineParams(**bad)
+
+
 def test_refine_settings_of_an_older_version_keep_what_still_exists(labeled):
     """A project saved by a version with a setting that no longer exists keeps its other
     refine settings (the stored threshold is used) instead of falling back to all defaults."""
@@ -137,5 +149,7 @@ def test_refine_settings_of_an_older_version_keep_what_still_exists(labeled):
         params = _stored_refine_params(project)
         assert params.threshold_px == 2.5
         assert not hasattr(params, "shape_tolerance_mm")
+        project.settings[SETTINGS_KEY]["config"]["refine"] = {"threshold_px": "not a number"}
+        assert _stored_refine_params(project).threshold_px == 4.0  # a bad value: the defaults
     finally:
         project.settings[SETTINGS_KEY]["config"]["refine"] = saved

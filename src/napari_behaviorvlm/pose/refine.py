@@ -64,6 +64,8 @@ For one multi-view frame, given each view's stage-3 assignment:
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -84,7 +86,29 @@ HUMAN_WEIGHT = 10.0
 PARTLY_SEEN_MM = 5.0  # extra range of a keypoint pair that not every seed showed
 
 
-@attrs.define(frozen=True)
+def _setting_converter(name: str, kind: type):
+    """A converter that takes a setting to ``kind`` (float, int or bool) or raises a ValueError
+    naming the setting (settings come back from a project file a person may have edited)."""
+    def convert(value: Any) -> Any:
+        if kind is bool and isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if kind is not bool and isinstance(value, (int, float, np.integer, np.floating)) \
+                and not isinstance(value, (bool, np.bool_)):
+            if kind is float:
+                return float(value)
+            if float(value).is_integer():
+                return int(value)
+        raise ValueError(f"RefineParams.{name} must be {kind.__name__}, got {value!r}; "
+                         "fix or remove it in the project's pose_labeling settings")
+    return convert
+
+
+def _typed_settings(cls: type, fields: list[attrs.Attribute]) -> list[attrs.Attribute]:
+    kinds = {"float": float, "int": int, "bool": bool}
+    return [f.evolve(converter=_setting_converter(f.name, kinds[str(f.type)])) for f in fields]
+
+
+@attrs.define(frozen=True, field_transformer=_typed_settings)
 class RefineParams:
     """Thresholds of stage 4 and of the flag rules (px, mm).
 
