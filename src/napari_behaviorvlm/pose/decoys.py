@@ -13,7 +13,6 @@ by a keypoint only when that keypoint explains it better than the decoy does.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import attrs
@@ -22,6 +21,7 @@ import numpy as np
 from napari_behaviorvlm.geometry.camera import CameraGroup
 from napari_behaviorvlm.geometry.triangulation import triangulate
 from napari_behaviorvlm.pose.candidates import Candidates
+from napari_behaviorvlm.pose.refine import seed_pair_distances
 
 __all__ = ["Decoys", "find_unlabeled_points"]
 
@@ -142,11 +142,8 @@ class Decoys:
         loc: list[np.ndarray] = []
         n_seeds = len(poses3d)
         flip = np.array([1.0, 1.0, -1.0])
-        stack = np.stack(poses3d)  # (S, M, K, 3)
-        dist = np.linalg.norm(stack[:, :, :, None] - stack[:, :, None], axis=-1)
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            spread = np.nanmax(dist, axis=0) - np.nanmin(dist, axis=0)  # (M, K, K) mm
+        _, lo, hi, _ = seed_pair_distances(poses3d)
+        spread = hi - lo  # (M, K, K) mm
 
         def known(m: int, order: np.ndarray, here: np.ndarray) -> bool:
             return any(i == m and (a == order).all() and np.linalg.norm(q - here) < agree_mm

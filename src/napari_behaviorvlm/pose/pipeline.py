@@ -40,7 +40,13 @@ from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
 from napari_behaviorvlm.pose.decoys import Decoys, find_unlabeled_points
 from napari_behaviorvlm.pose.reasoner import LocalReasoner, Reasoner, ViewContext, ViewExample, harmonize
-from napari_behaviorvlm.pose.refine import BodyModel, RefineParams, refine_frame, score_frame
+from napari_behaviorvlm.pose.refine import (
+    BodyModel,
+    RefineParams,
+    refine_frame,
+    score_frame,
+    seed_pair_distances,
+)
 
 __all__ = [
     "LabelingConfig",
@@ -350,6 +356,8 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
     # a keypoint missed in the nearest window frame is placed on the body too (its last
     # position, frames ago, is where the body was, not where it is)
     stale = ~np.isfinite(points3d[idx[0]]).all(axis=-1) if idx else np.ones((n_ind, n_kp), bool)
+    if reference:
+        _, seed_lo, seed_hi, _ = seed_pair_distances(reference)
     for m in range(n_ind):
         missing = ~np.isfinite(pred[m]).all(axis=-1) | stale[m]
         if doubt is not None:
@@ -357,11 +365,9 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
         if not missing.any() or not reference:
             continue
         known = ~missing & np.isfinite(pred[m]).all(axis=-1)
-        stack = np.stack([ref[m] for ref in reference])  # (S, K, 3)
-        dist = np.linalg.norm(stack[:, :, None] - stack[:, None], axis=-1)  # (S, K, K)
+        pair_spread = seed_hi[m] - seed_lo[m]  # (K, K)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            pair_spread = np.nanmax(dist, axis=0) - np.nanmin(dist, axis=0)  # (K, K)
             spread = np.nanmedian(np.where(known[None], pair_spread, np.nan), axis=1)  # (K,)
         spread = np.where(np.isfinite(spread), spread, 12.0)
         # the fit rests on the body's near-rigid keypoints (back, ears, tail base: they kept

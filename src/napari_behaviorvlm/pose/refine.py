@@ -64,6 +64,7 @@ For one multi-view frame, given each view's stage-3 assignment:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -80,7 +81,7 @@ from napari_behaviorvlm.geometry.triangulation import (
 )
 from napari_behaviorvlm.pose.candidates import Candidates
 
-__all__ = ["FrameResult", "RefineParams", "refine_frame", "score_frame"]
+__all__ = ["FrameResult", "RefineParams", "refine_frame", "score_frame", "seed_pair_distances"]
 
 HUMAN_WEIGHT = 10.0
 PARTLY_SEEN_MM = 5.0  # extra range of a keypoint pair that not every seed showed
@@ -278,25 +279,17 @@ def refine_frame(
         x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
         if bad.any():
             # refit on the kept labels so the 3D point uses exactly the labels shown
-            x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
-            n_views = np.isfinite(obs[..., 0]).sum(axis=0)
-            x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
+            x3, n_views = _retriangulate(obs, group, _weights(human, assign_conf))
         if _fix_identities(x3, predicted3d, obs, human, index, params.swap_margin_mm):
             n_changed += 1
-            x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
-            n_views = np.isfinite(obs[..., 0]).sum(axis=0)
-            x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
+            x3, n_views = _retriangulate(obs, group, _weights(human, assign_conf))
         if body is not None and _fix_sides(skeleton, body, x3, obs, human, index):
             n_changed += 1
-            x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
-            n_views = np.isfinite(obs[..., 0]).sum(axis=0)
-            x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
+            x3, n_views = _retriangulate(obs, group, _weights(human, assign_conf))
         if params.claim_margin_mm < np.inf and _give_to_missing(
                 x3, predicted3d, sigma3d, obs, human, index, params.claim_margin_mm):
             n_changed += 1
-            x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
-            n_views = np.isfinite(obs[..., 0]).sum(axis=0)
-            x3 = np.where((n_views >= 2)[..., None], x3, np.nan)
+            x3, n_views = _retriangulate(obs, group, _weights(human, assign_conf))
         if body is not None:
             dropped = _drop_outside_body(body, x3, obs, human, index)
             if dropped:
@@ -510,6 +503,15 @@ def _fix_identities(x3: np.ndarray, pred: np.ndarray, obs: np.ndarray, human: np
     return changed
 
 
+def _retriangulate(obs: np.ndarray, group: CameraGroup, weights: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """3D points ``(M, K, 3)`` mm from relabeled views (NaN with fewer than 2 views) and the
+    view counts ``(M, K)``."""
+    n_views = np.isfinite(obs[..., 0]).sum(axis=0)
+    x3 = triangulate(obs, group, weights=weights)
+    return np.where((n_views >= 2)[..., None], x3, np.nan), n_views
+
+
 def _give_to_missing(x3: np.ndarray, pred: np.ndarray, sigma: np.ndarray, obs: np.ndarray,
                      human: np.ndarray, index: np.ndarray, margin: float) -> bool:
     """Relabel a keypoint that sits at another, missing keypoint's predicted place.
@@ -611,6 +613,25 @@ def _swap_flags(skeleton: Skeleton, x3: np.ndarray, pred: np.ndarray, margin: fl
     return out
 
 
+def seed_pair_distances(poses: np.ndarray | Sequence[np.ndarray]
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Distance of every keypoint pair over the seed poses.
+
+    Args:
+        poses: ``(S, M, K, 3)`` mm (or S arrays ``(M, K, 3)``), NaN = not labeled.
+
+    Returns:
+        ``mean``, ``lo``, ``hi``: ``(M, K, K)`` mm, the mean, smallest and largest distance
+        (NaN for a pair no seed showed); ``n_seen``: ``(M, K, K)`` int, seeds that showed both.
+    """
+    stack = np.asarray(poses, dtype=float)
+    d = np.linalg.norm(stack[:, :, :, None] - stack[:, :, None], axis=-1)  # (S, M, K, K)
+    with np.errstate(invalid="ignore"), _quiet():
+        mean = np.nanmean(d, axis=0)
+        lo, hi = np.nanmin(d, axis=0), np.nanmax(d, axis=0)
+    return mean, lo, hi, np.isfinite(d).sum(axis=0)
+
+
 @attrs.define(eq=False)
 class BodyModel:
     """Shape priors learned from the seed frames' 3D poses (one set per individual).
@@ -638,11 +659,7 @@ class BodyModel:
         mirror = skeleton.mirror_index()
         midline = [k for k in range(skeleton.n_keypoints) if mirror[k] == k]
         stack = np.stack(poses) if poses else np.full((1, 1, skeleton.n_keypoints, 3), np.nan)
-        d = np.linalg.norm(stack[:, :, :, None] - stack[:, :, None], axis=-1)  # (S, M, K, K)
-        with np.errstate(invalid="ignore"), _quiet():
-            mean = np.nanmean(d, axis=0)
-            lo, hi = np.nanmin(d, axis=0), np.nanmax(d, axis=0)
-            n_ok = np.isfinite(d).sum(axis=0)
+        mean, lo, hi, n_ok = seed_pair_distances(stack)
         lat = np.stack([_lateral(p, midline) for p in poses]) if poses else np.full((1,) + stack.shape[1:3], np.nan)
         with _quiet():
             mean_sign = np.nanmean(np.sign(lat), axis=0)
