@@ -38,6 +38,9 @@ def test_bench_synthetic_writes_json(tmp_path, capsys):
     assert data["segments_per_minute"]["merged"] < data["segments_per_minute"]["overseg"]
     assert 0.0 <= data["boundary_recall"]["merged"] <= 1.0
     assert "frame F1" in capsys.readouterr().out
+    for bad in (["--sessions", "0"], ["--mice", "0"]):
+        assert main(["bench", "behavior", "--synthetic", "--frames", "100", *bad]) == 2
+        assert "must be at least 1" in capsys.readouterr().err
 
 
 def test_bench_oft_command(shared_datasets, tmp_path):

@@ -223,6 +223,8 @@ def bench_synthetic(n_frames: int, n_mice: int, n_sessions: int, noise_mm: float
     and precision of the merged segments (tolerance 0.5 s)."""
     if noise_mm < 0 or not 0 <= dropout < 1:
         raise ValueError("--noise-mm must be >= 0 and --dropout in [0, 1)")
+    if n_sessions < 1 or n_mice < 1:
+        raise ValueError("--sessions and --mice must be at least 1")
     from napari_behaviorvlm.behavior import metrics
     from napari_behaviorvlm.behavior.pipeline import (
         SegmentationConfig,
