@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_behaviorvlm.pose.metrics import evaluate_poses
-from napari_behaviorvlm.pose.pipeline import predict_3d, run_labeling
+from napari_behaviorvlm.pose.pipeline import LabelingConfig, predict_3d, predict_two_sided, run_labeling
 from napari_behaviorvlm.pose.refine import BodyModel, _drop_outside_body
 from tests.pose.pose_fixtures import new_project, small_sim
 
@@ -83,3 +83,64 @@ def test_two_mice_that_come_close_stay_apart_and_accurate():
     assert m["individual_exchange_frames"] == 0
     assert max(m["per_individual"].values()) < 2.5
     assert m["identity_swap_rate"] < 0.06
+
+
+def test_two_sided_prediction_interpolates_the_nearest_trusted_labels():
+    n_frames, step = 9, np.array([3.0, -1.0, 0.5])
+    track = np.arange(n_frames)[:, None, None, None] * step + np.zeros((1, 1, 3, 3))
+    trusted = np.ones((n_frames, 1, 3), bool)
+    trusted[5, 0, 1] = False  # keypoint 1: the nearest trusted label after frame 4 is frame 6
+    trusted[3, 0, 2] = trusted[2, 0, 2] = False  # keypoint 2: nothing before within reach 2
+    pred, sigma = predict_two_sided(track, trusted, 4, reach=2)
+    np.testing.assert_allclose(pred[0, 0], track[4, 0, 0])
+    np.testing.assert_allclose(pred[0, 1], track[4, 0, 1])  # from frames 3 and 6
+    assert np.isnan(pred[0, 2]).all() and np.isnan(sigma[0, 2])
+    # the uncertainty grows with the distance between the two labels
+    assert sigma[0, 1] > sigma[0, 0] > 0
+
+
+def test_doubtful_frames_are_labeled_again_from_both_sides():
+    sim, seeds, source = small_sim(4, 60, 1, 1)
+    frames = [f for f in range(sim.n_frames) if f not in seeds]
+    bad, reports = {}, {}
+    for reach in (0, 2):
+        project = new_project(sim, seeds)
+        seed_labels = project.poses.points2d[:, seeds].copy()
+        reports[reach] = run_labeling(project, frame_source=source,
+                                      config=LabelingConfig(two_sided_reach=reach))
+        # seed labels are never touched by either pass
+        np.testing.assert_array_equal(project.poses.points2d[:, seeds], seed_labels)
+        err = np.linalg.norm(project.poses.points3d[frames] - sim.points3d[frames], axis=-1)
+        seen = sim.visible[:, frames].sum(axis=0) >= 2
+        bad[reach] = int((seen & ~(err <= 5.0)).sum())
+    assert reports[0].n_revisited == 0
+    assert 0 < reports[2].n_revisited < len(frames)
+    assert bad[2] < bad[0]
+
+
+def test_a_model_backend_is_not_asked_twice_about_a_frame():
+    from napari_behaviorvlm.pose.reasoner import LocalReasoner
+
+    class Wrapped:  # not a LocalReasoner: stands for a model backend
+        def __init__(self):
+            self.inner = LocalReasoner()
+
+        def locate_regions(self, ctx):
+            return self.inner.locate_regions(ctx)
+
+        def assign_regions(self, ctx, regions):
+            return self.inner.assign_regions(ctx, regions)
+
+    sim, seeds, source = small_sim(4, 30, 1, 1)
+    report = run_labeling(new_project(sim, seeds), frame_source=source, reasoner=Wrapped())
+    assert report.n_revisited == 0 and len(report.frames_done) == 27
+
+
+def test_videos_read_in_parallel_give_the_same_labels_as_one_reader():
+    sim, seeds, source = small_sim(4, 30, 1, 0)
+    videos = [[source(c, f) for f in range(sim.n_frames)] for c in range(4)]
+    a, b = new_project(sim, seeds), new_project(sim, seeds)
+    run_labeling(a, frame_source=source)
+    run_labeling(b, frame_source=videos)
+    np.testing.assert_array_equal(a.poses.points2d, b.poses.points2d)
+    np.testing.assert_array_equal(a.poses.flags, b.poses.flags)

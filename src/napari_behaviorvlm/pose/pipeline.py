@@ -27,15 +27,18 @@ merged into the pose table and the frame is recorded as done in ``project.settin
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 
-from napari_behaviorvlm.core.pose import Flag, Source
+from napari_behaviorvlm.core.pose import HUMAN_SOURCES, Flag, Source
 from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
 from napari_behaviorvlm.pose.decoys import Decoys, find_unlabeled_points
@@ -88,6 +91,10 @@ class LabelingConfig:
         use_refinement: 3D prediction and stage 4 (False: views tracked independently, plain
             triangulation).
         velocity_damping: Fraction of the last frame-to-frame velocity carried forward.
+        two_sided_reach: Local backend, full pipeline: a frame left with a flagged model
+            keypoint is labeled again once the frames up to this many after it (in the
+            run's direction) are labeled, each keypoint predicted from its trusted labels on
+            both sides (:func:`predict_two_sided`) instead of from one side only. 0 = off.
         cache_dir: On-disk answer cache of the VLM client (None: the client's default).
     """
 
@@ -99,6 +106,7 @@ class LabelingConfig:
     use_regions: bool = True
     use_refinement: bool = True
     velocity_damping: float = 0.8
+    two_sided_reach: int = 2
     cache_dir: str | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -108,6 +116,7 @@ class LabelingConfig:
             "window": self.window,
             "use_regions": self.use_regions,
             "use_refinement": self.use_refinement,
+            "two_sided_reach": self.two_sided_reach,
             "candidates": attrs.asdict(self.candidates),
             "refine": attrs.asdict(self.refine),
         }
@@ -130,8 +139,10 @@ class LabelingReport:
         cancelled: ``should_stop`` ended the call early (finished frames are kept).
         view_frames: Views labeled (frames x cameras).
         vlm_calls: Model calls made (cache hits excluded); ``vlm_usage`` the client's counters.
-        n_changed, n_dropped: Stage-4 label changes and labels dropped as "missing".
+        n_changed, n_dropped: Stage-4 label changes and labels dropped as "missing" (both
+            passes).
         n_flagged: Model labels flagged in the frames done.
+        n_revisited: Frames labeled a second time with the two-sided prediction.
     """
 
     frames_done: list[int] = attrs.field(factory=list)
@@ -145,6 +156,7 @@ class LabelingReport:
     n_changed: int = 0
     n_dropped: int = 0
     n_flagged: int = 0
+    n_revisited: int = 0
 
     @property
     def frames_per_second(self) -> float:
@@ -158,6 +170,7 @@ class LabelingReport:
             "view_frames": self.view_frames, "vlm_calls": self.vlm_calls,
             "vlm_usage": self.vlm_usage, "n_changed": self.n_changed,
             "n_dropped": self.n_dropped, "n_flagged": self.n_flagged,
+            "n_revisited": self.n_revisited,
         }
 
 
@@ -392,6 +405,54 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
     return pred, sigma
 
 
+TWO_SIDED_BASE_MM = 1.0
+TWO_SIDED_PER_MM = 0.2
+
+
+def predict_two_sided(points3d: np.ndarray, trusted: np.ndarray, frame: int, reach: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction of every keypoint at ``frame`` from its labels on both sides.
+
+    For each keypoint the nearest frame before and the nearest after ``frame`` (at most
+    ``reach`` frames away) where it is ``trusted`` are interpolated linearly. A wrong label
+    seldom lasts long (most are single frames), so the frames around it, labeled from
+    the same side and from the other, pin the keypoint down far better than an extrapolation
+    from one side: a paw that changes direction is between its two neighbours, not where its
+    last velocity would take it.
+
+    Args:
+        points3d: ``(F, M, K, 3)`` mm.
+        trusted: ``(F, M, K)`` bool, labels to interpolate from (human, or unflagged model).
+        frame: The frame to predict.
+        reach: Frames to look on each side.
+
+    Returns:
+        ``(M, K, 3)`` mm prediction, NaN where a side has no trusted label, and ``(M, K)`` mm
+        uncertainty: ``TWO_SIDED_BASE_MM`` plus ``TWO_SIDED_PER_MM`` times the distance
+        between the two labels (a fast paw is less certain between them).
+    """
+    n_frames, n_ind, n_kp = points3d.shape[:3]
+    pred = np.full((n_ind, n_kp, 3), np.nan)
+    sigma = np.full((n_ind, n_kp), np.nan)
+    before = np.full((n_ind, n_kp), -1)
+    after = np.full((n_ind, n_kp), -1)
+    for h in range(reach, 0, -1):  # nearest last, so it wins
+        if frame - h >= 0:
+            before = np.where(trusted[frame - h], frame - h, before)
+        if frame + h < n_frames:
+            after = np.where(trusted[frame + h], frame + h, after)
+    ok = (before >= 0) & (after >= 0)
+    if not ok.any():
+        return pred, sigma
+    m_idx, k_idx = np.nonzero(ok)
+    a, b = before[ok], after[ok]
+    xa, xb = points3d[a, m_idx, k_idx], points3d[b, m_idx, k_idx]
+    w = ((frame - a) / (b - a))[:, None]
+    pred[ok] = (1.0 - w) * xa + w * xb
+    sigma[ok] = TWO_SIDED_BASE_MM + TWO_SIDED_PER_MM * np.linalg.norm(xb - xa, axis=-1)
+    return pred, sigma
+
+
 def _robust_rigid_fit(src_all: np.ndarray, dst_all: np.ndarray, ok: np.ndarray,
                       outlier_mm: float = 6.0) -> tuple[float, np.ndarray, np.ndarray] | None:
     """Rigid fit (Kabsch) of ``src_all`` ``(K, 3)`` onto ``dst_all`` over the keypoints ``ok``,
@@ -444,6 +505,7 @@ class _Runner:
     body: BodyModel | None = None
     decoys: Decoys = attrs.field(factory=Decoys)
     cand_cache: dict[tuple[int, int], Candidates] = attrs.field(factory=dict)
+    parallel_views: bool = False
 
     @property
     def group(self):
@@ -456,17 +518,31 @@ class _Runner:
         return self.cand_cache[key]
 
     def prefetch(self, frames: Sequence[int]) -> None:
-        """Detect candidates of ``frames`` in every view, reading each video in frame order."""
-        for c in range(self.project.poses.n_cameras):
+        """Detect candidates of ``frames`` in every view, reading each video in frame order
+        (the views in parallel threads when each has its own reader: decoding and OpenCV
+        release the GIL)."""
+        def one_view(c: int) -> None:
             for f in sorted(frames):
                 self.candidates(c, f)
+
+        n_cam = self.project.poses.n_cameras
+        workers = min(n_cam, os.cpu_count() or 1) if self.parallel_views else 1
+        if workers < 2:
+            for c in range(n_cam):
+                one_view(c)
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one_view, range(n_cam)))
 
     def forget(self, frames: Sequence[int]) -> None:
         for c in range(self.project.poses.n_cameras):
             for f in frames:
                 self.cand_cache.pop((c, f), None)
 
-    def label_frame(self, frame: int, direction: int) -> tuple[Any, int]:
+    def label_frame(self, frame: int, direction: int, two_sided: bool = False
+                    ) -> tuple[Any, int]:
+        """Stages 1-4 for one frame, written to the pose table. ``two_sided``: predict the
+        keypoints that have trusted labels on both sides from those (the revisit)."""
         poses = self.project.poses
         group = self.group
         cfg = self.config
@@ -481,6 +557,17 @@ class _Runner:
                 doubt = ((poses.flags[:, prev] > 0) & model_prev).any(axis=0)
             pred3, sig3 = predict_3d(poses.points3d, frame, direction, cfg.window, self.reference,
                                      cfg.velocity_damping, doubt)
+            if two_sided:
+                lo = max(0, frame - cfg.two_sided_reach)
+                near = slice(lo, frame + cfg.two_sided_reach + 1)
+                trusted = np.isfinite(poses.points3d[near]).all(axis=-1)
+                trusted &= ((np.bitwise_or.reduce(poses.flags[:, near], axis=0) == 0)
+                            | np.isin(poses.source[:, near], HUMAN_SOURCES).any(axis=0))
+                both3, both_sig = predict_two_sided(poses.points3d[near], trusted, frame - lo,
+                                                    cfg.two_sided_reach)
+                both = np.isfinite(both3).all(axis=-1)
+                pred3 = np.where(both[..., None], both3, pred3)
+                sig3 = np.where(both, both_sig, sig3)
             pred2 = group.project(pred3)  # (C, M, K, 2)
             depth = np.stack([cam.world_to_camera(pred3)[..., 2] for cam in group])
             focal = np.array([cam.matrix[0, 0] for cam in group])[:, None, None]
@@ -591,6 +678,13 @@ def _write_frame(project: Project, frame: int, res) -> None:
     poses.n_views[frame] = np.clip(res.n_views, 0, 127)
 
 
+def _revisits(config: LabelingConfig, reasoner: Reasoner) -> bool:
+    """The two-sided revisit runs for the local reasoner's full pipeline only (a model is
+    not asked twice about a frame)."""
+    return (config.two_sided_reach > 0 and config.use_refinement
+            and isinstance(reasoner, LocalReasoner))
+
+
 def _seed_peaks(runner: _Runner, seeds: Sequence[int]) -> np.ndarray | None:
     """Typical candidate brightness per keypoint from the seed labels."""
     poses = runner.project.poses
@@ -649,8 +743,9 @@ def run_labeling(
         should_stop: Polled before every frame; True ends the call (finished frames are kept
             and recorded, so a later call resumes).
         on_frame_done: Called with each finished frame (e.g. to refresh a viewer or autosave).
-        frame_source: ``(camera_index, frame) -> (H, W) uint8``, or one indexable video per
-            camera (``video[frame]``); None opens the session's videos.
+        frame_source: ``(camera_index, frame) -> (H, W) uint8`` (called from one thread),
+            or one indexable video per camera (``video[frame]``; the cameras are read in
+            parallel threads); None opens the session's videos.
         reasoner: Use this reasoner instead of the one ``config.backend`` names.
         relabel: Label ``frames`` again even where a run already finished them (after human
             corrections, so the corrected labels steer the frames around them). Seed and human
@@ -681,7 +776,8 @@ def run_labeling(
     report = LabelingReport(n_todo=todo_total)
     report.frames_skipped = sum(len(seq) for _, seq in runs) - todo_total
     reasoner = reasoner or make_reasoner(config)
-    runner = _Runner(project, config, reasoner, _as_frame_source(frame_source, project))
+    runner = _Runner(project, config, reasoner, _as_frame_source(frame_source, project),
+                     parallel_views=not callable(frame_source))
     for s in seeds:
         if not np.isfinite(poses.points3d[s]).any():
             retriangulate_frame(project, s)
@@ -691,6 +787,20 @@ def run_labeling(
     runner.decoys = _seed_decoys(runner, seeds)
     runner.forget(seeds)
     block = 64
+    reach = config.two_sided_reach if _revisits(config, reasoner) else 0
+    pending: deque[tuple[int, bool]] = deque()  # labeled once, (frame, to be revisited)
+
+    def revisit(direction: int) -> None:
+        frame, doubtful = pending.popleft()
+        if doubtful:
+            res, calls = runner.label_frame(frame, direction, two_sided=True)
+            report.n_revisited += 1
+            report.n_changed += res.n_changed
+            report.n_dropped += res.n_dropped
+            if on_frame_done is not None:
+                on_frame_done(frame)
+        runner.forget([frame])
+
     try:
         for direction, seq in runs:
             seq = [f for f in seq if f not in done]
@@ -709,14 +819,25 @@ def run_labeling(
                     report.vlm_calls += calls
                     report.n_changed += res.n_changed
                     report.n_dropped += res.n_dropped
-                    report.n_flagged += int(((res.flags > 0) & np.isfinite(res.points2d[..., 0])).sum())
+                    if reach:
+                        model = ~np.isin(poses.source[:, f], HUMAN_SOURCES)
+                        pending.append((f, bool(((res.flags > 0) & model).any())))
+                        if len(pending) > reach:
+                            revisit(direction)
                     if on_frame_done is not None:
                         on_frame_done(f)
                     if on_progress is not None:
                         on_progress(len(report.frames_done), todo_total)
-                runner.forget(chunk)
+                runner.forget([f for f in chunk if all(f != p for p, _ in pending)])
+            while pending:  # the run's last frames: the other side is the next run or a seed
+                revisit(direction)
     finally:
         report.seconds = time.perf_counter() - start
+        if report.frames_done:
+            frames_done = np.asarray(report.frames_done)
+            model = ~np.isin(poses.source[:, frames_done], HUMAN_SOURCES)
+            labeled = np.isfinite(poses.points2d[:, frames_done][..., 0])
+            report.n_flagged = int(((poses.flags[:, frames_done] > 0) & model & labeled).sum())
         usage = getattr(reasoner, "usage", None)
         if usage is not None:
             report.vlm_usage = usage() if callable(usage) else dict(usage)
