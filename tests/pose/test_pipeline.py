@@ -8,6 +8,7 @@ import pytest
 from napari_behaviorvlm.core.pose import Flag, Source
 from napari_behaviorvlm.pose.metrics import evaluate_poses
 from napari_behaviorvlm.pose.pipeline import (
+    SETTINGS_KEY,
     LabelingConfig,
     done_frames,
     labeling_order,
@@ -66,7 +67,8 @@ def test_human_labels_survive_reruns_and_enter_the_window(labeled):
     assert project.poses.confidence[1, frame, 0, 3] == 1.0
 
 
-def test_cancel_and_resume_gives_the_same_result():
+@pytest.mark.parametrize("stop_after", [9, 15])
+def test_cancel_and_resume_gives_the_same_result(stop_after):
     sim, seeds, source = small_sim()
     full = new_project(sim, seeds)
     run_labeling(full, frame_source=source)
@@ -75,16 +77,20 @@ def test_cancel_and_resume_gives_the_same_result():
 
     def stop() -> bool:
         calls["n"] += 1
-        return calls["n"] > 12
+        return calls["n"] > stop_after
 
     first = run_labeling(part, frame_source=source, should_stop=stop)
-    assert first.cancelled and len(first.frames_done) == 12
-    kept = {f: part.poses.points3d[f].copy() for f in first.frames_done}
+    assert first.cancelled and len(first.frames_done) == stop_after
+    # the last frames labeled wait for their two-sided revisit; the resumed run does it
+    waiting = part.settings[SETTINGS_KEY]["revisit"]
+    assert any(doubtful for _, doubtful in waiting)
+    kept = {f: part.poses.points3d[f].copy() for f in first.frames_done if f not in dict(waiting)}
     second = run_labeling(part, frame_source=source)
     assert not set(second.frames_done) & set(first.frames_done)
     for f, x in kept.items():
         assert np.array_equal(part.poses.points3d[f], x, equal_nan=True)
     assert part.poses.equals(full.poses)
+    assert part.settings[SETTINGS_KEY]["revisit"] == []
 
 
 def test_injected_swap_is_flagged(labeled):

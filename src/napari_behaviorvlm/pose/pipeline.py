@@ -191,10 +191,19 @@ def done_frames(project: Project) -> set[int]:
     return {f for a, b in spans for f in range(int(a), int(b) + 1)}
 
 
-def _mark_done(project: Project, frames: set[int], config: LabelingConfig) -> None:
+def _mark_done(project: Project, frames: set[int], config: LabelingConfig,
+               pending: Sequence[tuple[int, bool]] = ()) -> None:
+    """Record the finished frames, and the frames labeled once that still wait for their
+    two-sided revisit (``(frame, doubtful)``: a resumed run revisits them in the same order)."""
     entry = project.settings.setdefault(SETTINGS_KEY, {})
     entry["done"] = _ranges(frames)
+    entry["revisit"] = [[int(f), bool(d)] for f, d in pending]
     entry["config"] = config.summary()
+
+
+def _saved_revisits(project: Project) -> dict[int, bool]:
+    entry = project.settings.get(SETTINGS_KEY, {})
+    return {int(f): bool(d) for f, d in entry.get("revisit", [])}
 
 
 def _seeds(project: Project) -> list[int]:
@@ -789,21 +798,27 @@ def run_labeling(
     block = 64
     reach = config.two_sided_reach if _revisits(config, reasoner) else 0
     pending: deque[tuple[int, bool]] = deque()  # labeled once, (frame, to be revisited)
+    saved = {f: d for f, d in _saved_revisits(project).items() if f in done} if reach else {}
 
     def revisit(direction: int) -> None:
         frame, doubtful = pending.popleft()
         if doubtful:
-            res, calls = runner.label_frame(frame, direction, two_sided=True)
+            res, _ = runner.label_frame(frame, direction, two_sided=True)
             report.n_revisited += 1
             report.n_changed += res.n_changed
             report.n_dropped += res.n_dropped
-            if on_frame_done is not None:
-                on_frame_done(frame)
+        _mark_done(project, done, config, pending)
+        if doubtful and on_frame_done is not None:
+            on_frame_done(frame)
         runner.forget([frame])
 
     try:
-        for direction, seq in runs:
-            seq = [f for f in seq if f not in done]
+        for direction, run in runs:
+            # a run stopped earlier resumes with the frames that waited for their revisit
+            pending.extend((f, saved[f]) for f in run if f in saved)
+            if pending:
+                runner.prefetch([f for f, _ in pending])
+            seq = [f for f in run if f not in done]
             for b0 in range(0, len(seq), block):
                 chunk = seq[b0:b0 + block]
                 runner.prefetch(chunk)
@@ -813,7 +828,6 @@ def run_labeling(
                         return report
                     res, calls = runner.label_frame(f, direction)
                     done.add(f)
-                    _mark_done(project, done, config)
                     report.frames_done.append(f)
                     report.view_frames += poses.n_cameras
                     report.vlm_calls += calls
@@ -822,10 +836,11 @@ def run_labeling(
                     if reach:
                         model = ~np.isin(poses.source[:, f], HUMAN_SOURCES)
                         pending.append((f, bool(((res.flags > 0) & model).any())))
-                        if len(pending) > reach:
-                            revisit(direction)
+                    _mark_done(project, done, config, pending)
                     if on_frame_done is not None:
                         on_frame_done(f)
+                    if len(pending) > reach:
+                        revisit(direction)
                     if on_progress is not None:
                         on_progress(len(report.frames_done), todo_total)
                 runner.forget([f for f in chunk if all(f != p for p, _ in pending)])
