@@ -73,3 +73,16 @@ def test_import_labels_cli(small_project, tmp_path, capsys):
     assert (back.source[human] == Source.HUMAN).all()
     assert not load_project(project_file).poses.labeled_mask().any()  # input untouched
     assert main(["import-labels", str(project_file), str(tmp_path / "x.txt"), "--in-place"]) == 2
+
+
+def test_a_flag_on_a_missing_label_is_not_counted_as_unreviewed(small_project, tmp_path):
+    import numpy as np
+
+    from napari_behaviorvlm.core.pose import Flag
+
+    poses = small_project.poses
+    missing = np.argwhere(~poses.labeled_mask())
+    c, f, m, k = missing[0]
+    poses.flags[c, f, m, k] = Flag.FEW_VIEWS  # a keypoint not found in this view
+    report = export_project(small_project, "segments", tmp_path / "out", images=False)
+    assert report.unreviewed_flags == 3

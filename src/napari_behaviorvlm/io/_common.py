@@ -59,8 +59,11 @@ def video_stems(project: Project) -> list[str]:
 
 
 def count_unreviewed_flags(poses: PoseTable) -> int:
-    """Number of 2D labels still flagged for review (a human edit or acceptance clears a flag)."""
-    return int(np.count_nonzero(poses.flags))
+    """Number of 2D labels still flagged for review (a human edit or acceptance clears a flag),
+    counted like the review list: a flag on a missing label has nothing to export."""
+    from napari_behaviorvlm.core.review import flagged_mask
+
+    return int(np.count_nonzero(flagged_mask(poses)))
 
 
 def check_all_writable(paths: Iterable[Path], overwrite: bool) -> None:
