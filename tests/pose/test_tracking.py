@@ -144,3 +144,19 @@ def test_videos_read_in_parallel_give_the_same_labels_as_one_reader():
     run_labeling(b, frame_source=videos)
     np.testing.assert_array_equal(a.poses.points2d, b.poses.points2d)
     np.testing.assert_array_equal(a.poses.flags, b.poses.flags)
+
+
+def test_a_revisit_is_kept_only_when_it_leaves_no_more_located_keypoints_in_doubt():
+    from napari_behaviorvlm.core.pose import Flag
+    from napari_behaviorvlm.pose.pipeline import _n_doubtful
+
+    flags = np.zeros((3, 1, 4), np.uint16)
+    x3 = np.zeros((1, 4, 3))
+    flags[0, 0, 1] = Flag.AMBIGUOUS
+    flags[2, 0, 1] = Flag.SWAP  # one keypoint, flagged in two views: counted once
+    flags[:, 0, 3] = Flag.FEW_VIEWS
+    x3[0, 3] = np.nan  # a missing keypoint's flag is not a doubt about a located point
+    assert _n_doubtful(flags, x3) == 1
+    sim, seeds, source = small_sim(4, 60, 1, 1)
+    report = run_labeling(new_project(sim, seeds), frame_source=source)
+    assert 0 < report.n_revisit_kept < report.n_revisited

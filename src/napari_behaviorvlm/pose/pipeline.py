@@ -142,7 +142,8 @@ class LabelingReport:
         n_changed, n_dropped: Stage-4 label changes and labels dropped as "missing" (both
             passes).
         n_flagged: Model labels flagged in the frames done.
-        n_revisited: Frames labeled a second time with the two-sided prediction.
+        n_revisited: Frames labeled a second time with the two-sided prediction;
+            ``n_revisit_kept`` of them kept that second labeling.
     """
 
     frames_done: list[int] = attrs.field(factory=list)
@@ -157,6 +158,7 @@ class LabelingReport:
     n_dropped: int = 0
     n_flagged: int = 0
     n_revisited: int = 0
+    n_revisit_kept: int = 0
 
     @property
     def frames_per_second(self) -> float:
@@ -170,7 +172,7 @@ class LabelingReport:
             "view_frames": self.view_frames, "vlm_calls": self.vlm_calls,
             "vlm_usage": self.vlm_usage, "n_changed": self.n_changed,
             "n_dropped": self.n_dropped, "n_flagged": self.n_flagged,
-            "n_revisited": self.n_revisited,
+            "n_revisited": self.n_revisited, "n_revisit_kept": self.n_revisit_kept,
         }
 
 
@@ -548,10 +550,11 @@ class _Runner:
             for f in frames:
                 self.cand_cache.pop((c, f), None)
 
-    def label_frame(self, frame: int, direction: int, two_sided: bool = False
-                    ) -> tuple[Any, int]:
-        """Stages 1-4 for one frame, written to the pose table. ``two_sided``: predict the
-        keypoints that have trusted labels on both sides from those (the revisit)."""
+    def label_frame(self, frame: int, direction: int, two_sided: bool = False,
+                    write: bool = True) -> tuple[Any, int]:
+        """Stages 1-4 for one frame, written to the pose table when ``write``. ``two_sided``:
+        predict the keypoints that have trusted labels on both sides from those (the
+        revisit)."""
         poses = self.project.poses
         group = self.group
         cfg = self.config
@@ -658,7 +661,8 @@ class _Runner:
                     asked = True
             if asked:
                 res = stage4()
-        _write_frame(self.project, frame, res)
+        if write:
+            _write_frame(self.project, frame, res)
         return res, calls
 
     def _examples(self, frame: int, direction: int) -> list[int]:
@@ -685,6 +689,13 @@ def _write_frame(project: Project, frame: int, res) -> None:
     poses.reproj_error[:, frame] = res.reproj_error
     poses.points3d[frame] = res.points3d
     poses.n_views[frame] = np.clip(res.n_views, 0, 127)
+
+
+def _n_doubtful(flags: np.ndarray, points3d: np.ndarray) -> int:
+    """Keypoints of one frame that have a 3D point and a flag in some view (``flags``
+    ``(C, M, K)``, ``points3d`` ``(M, K, 3)``)."""
+    located = np.isfinite(points3d).all(axis=-1)
+    return int(((np.bitwise_or.reduce(flags, axis=0) > 0) & located).sum())
 
 
 def _revisits(config: LabelingConfig, reasoner: Reasoner) -> bool:
@@ -802,13 +813,20 @@ def run_labeling(
 
     def revisit(direction: int) -> None:
         frame, doubtful = pending.popleft()
+        kept = False
         if doubtful:
-            res, _ = runner.label_frame(frame, direction, two_sided=True)
+            res, _ = runner.label_frame(frame, direction, two_sided=True, write=False)
             report.n_revisited += 1
-            report.n_changed += res.n_changed
-            report.n_dropped += res.n_dropped
+            # kept unless it leaves more located keypoints in doubt than the first labeling
+            kept = _n_doubtful(res.flags, res.points3d) <= _n_doubtful(
+                poses.flags[:, frame], poses.points3d[frame])
+            if kept:
+                _write_frame(project, frame, res)
+                report.n_revisit_kept += 1
+                report.n_changed += res.n_changed
+                report.n_dropped += res.n_dropped
         _mark_done(project, done, config, pending)
-        if doubtful and on_frame_done is not None:
+        if kept and on_frame_done is not None:
             on_frame_done(frame)
         runner.forget([frame])
 
