@@ -52,7 +52,8 @@ def test_label_command_creates_then_resumes(tmp_path, capsys):
     assert out.read_bytes() == before  # nothing lost or rewritten
     # a relabel run redoes the finished frames and keeps the seeds
     assert main(["label", str(session), "--out", str(out), "--relabel", "--frames", "0-5"]) == 0
-    assert "labeled 5 frames" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "labeled 5 frames" in printed and "labeled again from both sides" in printed
     third = load_project(out)
     assert (third.poses.points2d[third.poses.source == Source.SEED]
             == second.poses.points2d[second.poses.source == Source.SEED]).all()

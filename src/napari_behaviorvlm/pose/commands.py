@@ -132,8 +132,9 @@ def _label(args: argparse.Namespace) -> int:
     save_project(project, args.out)
     info = report.to_dict()
     print(f"labeled {info['frames_done']} frames ({info['frames_skipped']} already done) "
-          f"in {info['seconds']:.1f} s; {info['n_flagged']} labels flagged for review; "
-          f"model calls: {info['vlm_calls']}; saved {args.out}")
+          f"in {info['seconds']:.1f} s; {info['n_revisited']} doubtful frames labeled again from "
+          f"both sides ({info['n_revisit_kept']} kept); {info['n_flagged']} labels flagged for "
+          f"review; model calls: {info['vlm_calls']}; saved {args.out}")
     return 0
 
 
