@@ -11,6 +11,7 @@ Conventions (the same as anipose and OpenCV):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -61,6 +62,15 @@ def _dist(value) -> np.ndarray:
         raise CalibrationError(f"expected at most 5 distortion coefficients, got {values.size}")
     arr[: values.size] = values
     return arr
+
+
+@functools.lru_cache(maxsize=256)
+def _radial_limit(k1: float, k2: float, k3: float) -> float:
+    """See :meth:`Camera.distortion_limit` (cached: undistortion asks for it on every call)."""
+    r = np.linspace(0.0, 4.0, 4001)
+    r_d = r * (1 + r**2 * (k1 + r**2 * (k2 + r**2 * k3)))
+    falling = np.flatnonzero(np.diff(r_d) <= 0)
+    return float(r_d[falling[0]]) if falling.size else math.inf
 
 
 @attrs.define(eq=False)
@@ -123,10 +133,7 @@ class Camera:
         (in normalized units) have no undistorted preimage. Tangential terms are ignored.
         """
         k1, k2, _, _, k3 = self.dist
-        r = np.linspace(0.0, 4.0, 4001)
-        r_d = r * (1 + r**2 * (k1 + r**2 * (k2 + r**2 * k3)))
-        falling = np.flatnonzero(np.diff(r_d) <= 0)
-        return float(r_d[falling[0]]) if falling.size else math.inf
+        return _radial_limit(float(k1), float(k2), float(k3))
 
     def undistort(self, points: np.ndarray) -> np.ndarray:
         """Distorted pixels (..., 2) -> normalized, undistorted image coordinates (..., 2).
