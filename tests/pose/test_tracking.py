@@ -156,7 +156,44 @@ def test_a_revisit_is_kept_only_when_it_leaves_no_more_located_keypoints_in_doub
     flags[2, 0, 1] = Flag.SWAP  # one keypoint, flagged in two views: counted once
     flags[:, 0, 3] = Flag.FEW_VIEWS
     x3[0, 3] = np.nan  # a missing keypoint's flag is not a doubt about a located point
-    assert _n_doubtful(flags, x3) == 1
+    assert _n_doubtful(flags, x3).tolist() == [1]
     sim, seeds, source = small_sim(4, 60, 1, 1)
     report = run_labeling(new_project(sim, seeds), frame_source=source)
     assert 0 < report.n_revisit_kept < report.n_revisited
+
+
+def test_each_mouse_keeps_its_revisit_unless_it_adds_doubt_or_two_names_for_one_dot():
+    from napari_behaviorvlm.core.pose import Flag
+    from napari_behaviorvlm.pose.pipeline import _keep_revisit
+    from napari_behaviorvlm.pose.refine import FrameResult
+
+    def result(xy: np.ndarray, flagged: list[tuple[int, int]]) -> FrameResult:
+        n_cam, n_ind, n_kp = xy.shape[:3]
+        flags = np.zeros((n_cam, n_ind, n_kp), np.uint16)
+        for m, k in flagged:
+            flags[0, m, k] = Flag.AMBIGUOUS
+        return FrameResult(xy, np.ones((n_cam, n_ind, n_kp)), np.zeros((n_cam, n_ind, n_kp)),
+                           flags, np.zeros((n_ind, n_kp, 3)), np.full((n_ind, n_kp), 2))
+
+    rng = np.random.default_rng(0)
+    first_xy = rng.uniform(0, 500, (2, 2, 3, 2))
+    second_xy = first_xy + 7.0
+    # mouse 0: the revisit clears a doubt; mouse 1: it adds one
+    first = result(first_xy, [(0, 0)])
+    second = result(second_xy, [(1, 2)])
+    kept = _keep_revisit(first, second)
+    np.testing.assert_array_equal(kept.points2d[:, 0], second_xy[:, 0])
+    np.testing.assert_array_equal(kept.points2d[:, 1], first_xy[:, 1])
+    assert not kept.flags.any()
+    # both mice better (or equal): the whole revisit
+    assert _keep_revisit(first, result(second_xy, [])) is not None
+    one = _keep_revisit(result(first_xy, []), result(second_xy, [(0, 1)]))
+    np.testing.assert_array_equal(one.points2d[:, 0], first_xy[:, 0])  # mouse 0 keeps its first
+    np.testing.assert_array_equal(one.points2d[:, 1], second_xy[:, 1])
+    assert _keep_revisit(result(first_xy[:, :1], []), result(second_xy[:, :1], [(0, 1)])) is None
+    # combining would name one dot twice: the frame goes by the count over both mice
+    clash = second_xy.copy()
+    clash[1, 0, 2] = first_xy[1, 1, 0]
+    combined = _keep_revisit(first, result(clash, [(1, 2)]))
+    assert combined is not None and np.array_equal(combined.points2d, clash)  # 1 <= 1 doubt
+    assert _keep_revisit(first, result(clash, [(1, 2), (1, 1)])) is None  # 2 > 1

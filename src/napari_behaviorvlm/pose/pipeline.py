@@ -38,13 +38,14 @@ from typing import Any
 import attrs
 import numpy as np
 
-from napari_behaviorvlm.core.pose import HUMAN_SOURCES, Flag, Source
+from napari_behaviorvlm.core.pose import HUMAN_SOURCES, Flag, PoseTable, Source
 from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
 from napari_behaviorvlm.pose.decoys import Decoys, find_unlabeled_points
 from napari_behaviorvlm.pose.reasoner import LocalReasoner, Reasoner, ViewContext, ViewExample, harmonize
 from napari_behaviorvlm.pose.refine import (
     BodyModel,
+    FrameResult,
     RefineParams,
     refine_frame,
     score_frame,
@@ -691,11 +692,56 @@ def _write_frame(project: Project, frame: int, res) -> None:
     poses.n_views[frame] = np.clip(res.n_views, 0, 127)
 
 
-def _n_doubtful(flags: np.ndarray, points3d: np.ndarray) -> int:
-    """Keypoints of one frame that have a 3D point and a flag in some view (``flags``
-    ``(C, M, K)``, ``points3d`` ``(M, K, 3)``)."""
+def _n_doubtful(flags: np.ndarray, points3d: np.ndarray) -> np.ndarray:
+    """Per individual, keypoints of one frame that have a 3D point and a flag in some view
+    (``flags`` ``(C, M, K)``, ``points3d`` ``(M, K, 3)``; returns ``(M,)`` int)."""
     located = np.isfinite(points3d).all(axis=-1)
-    return int(((np.bitwise_or.reduce(flags, axis=0) > 0) & located).sum())
+    return ((np.bitwise_or.reduce(flags, axis=0) > 0) & located).sum(axis=-1)
+
+
+def _stored_result(poses: PoseTable, frame: int) -> FrameResult:
+    """One frame of the pose table as a stage-4 result."""
+    return FrameResult(poses.points2d[:, frame].copy(), poses.confidence[:, frame].copy(),
+                       poses.reproj_error[:, frame].copy(), poses.flags[:, frame].copy(),
+                       poses.points3d[frame].copy(), poses.n_views[frame].copy())
+
+
+def _keep_revisit(first: FrameResult, second: FrameResult) -> FrameResult | None:
+    """What a frame keeps of its two-sided revisit (None: its first labeling).
+
+    Each individual keeps the revisit's labels unless they leave more of its located
+    keypoints flagged than the first labeling did (a revisit can move a right, unflagged paw
+    onto a wrong dot; it then flags it). With two mice, one can keep its revisit and the other
+    its first labeling, unless that would give one dot two names in a view; then the whole
+    frame goes by the count over both.
+    """
+    keep = _n_doubtful(second.flags, second.points3d) <= _n_doubtful(first.flags, first.points3d)
+    if keep.all():
+        return second
+    if keep.any():
+        m = keep
+        merged = FrameResult(
+            np.where(m[None, :, None, None], second.points2d, first.points2d),
+            np.where(m[None, :, None], second.confidence, first.confidence),
+            np.where(m[None, :, None], second.reproj_error, first.reproj_error),
+            np.where(m[None, :, None], second.flags, first.flags),
+            np.where(m[:, None, None], second.points3d, first.points3d),
+            np.where(m[:, None], second.n_views, first.n_views),
+            second.n_changed, second.n_dropped)
+        if not _shares_a_dot(merged.points2d):
+            return merged
+    if _n_doubtful(second.flags, second.points3d).sum() <= _n_doubtful(first.flags, first.points3d).sum():
+        return second
+    return None
+
+
+def _shares_a_dot(points2d: np.ndarray) -> bool:
+    """Whether two labels of a view ``(C, M, K, 2)`` name the same position."""
+    xy = points2d.reshape(points2d.shape[0], -1, 2)
+    d = np.linalg.norm(xy[:, :, None] - xy[:, None], axis=-1)
+    n = xy.shape[1]
+    d[:, np.arange(n), np.arange(n)] = np.inf
+    return bool((d < 0.01).any())
 
 
 def _revisits(config: LabelingConfig, reasoner: Reasoner) -> bool:
@@ -815,12 +861,11 @@ def run_labeling(
         frame, doubtful = pending.popleft()
         kept = False
         if doubtful:
-            res, _ = runner.label_frame(frame, direction, two_sided=True, write=False)
+            second, _ = runner.label_frame(frame, direction, two_sided=True, write=False)
             report.n_revisited += 1
-            # kept unless it leaves more located keypoints in doubt than the first labeling
-            kept = _n_doubtful(res.flags, res.points3d) <= _n_doubtful(
-                poses.flags[:, frame], poses.points3d[frame])
-            if kept:
+            res = _keep_revisit(_stored_result(poses, frame), second)
+            kept = res is not None
+            if res is not None:
                 _write_frame(project, frame, res)
                 report.n_revisit_kept += 1
                 report.n_changed += res.n_changed
