@@ -159,3 +159,16 @@ def test_refine_settings_of_an_older_version_keep_what_still_exists(labeled):
         assert _stored_refine_params(project).threshold_px == 4.0  # a bad value: the defaults
     finally:
         project.settings[SETTINGS_KEY]["config"]["refine"] = saved
+
+
+def test_finished_frames_are_recorded_as_the_same_ranges_in_any_order():
+    from napari_behaviorvlm.pose.pipeline import _add_to_ranges, _ranges
+
+    rng = np.random.default_rng(1)
+    frames = rng.choice(200, size=120, replace=False)
+    ranges: list[list[int]] = []
+    for i, f in enumerate(frames):
+        _add_to_ranges(ranges, int(f))
+        if i % 17 == 0:
+            _add_to_ranges(ranges, int(frames[0]))  # a frame already recorded changes nothing
+        assert ranges == _ranges(frames[: i + 1])

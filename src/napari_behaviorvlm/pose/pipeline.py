@@ -27,6 +27,7 @@ merged into the pose table and the frame is recorded as done in ``project.settin
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 import warnings
@@ -194,12 +195,32 @@ def done_frames(project: Project) -> set[int]:
     return {f for a, b in spans for f in range(int(a), int(b) + 1)}
 
 
-def _mark_done(project: Project, frames: set[int], config: LabelingConfig,
+def _add_to_ranges(ranges: list[list[int]], frame: int) -> None:
+    """Insert ``frame`` into sorted, disjoint, inclusive ``[first, last]`` ranges in place
+    (O(log n) search: a long session records a finished frame without re-sorting them all)."""
+    i = bisect.bisect_right(ranges, frame, key=lambda r: r[0])
+    if i and ranges[i - 1][0] <= frame <= ranges[i - 1][1]:
+        return
+    left = i > 0 and ranges[i - 1][1] == frame - 1
+    right = i < len(ranges) and ranges[i][0] == frame + 1
+    if left and right:
+        ranges[i - 1][1] = ranges[i][1]
+        del ranges[i]
+    elif left:
+        ranges[i - 1][1] = frame
+    elif right:
+        ranges[i][0] = frame
+    else:
+        ranges.insert(i, [frame, frame])
+
+
+def _mark_done(project: Project, done_ranges: list[list[int]], config: LabelingConfig,
                pending: Sequence[tuple[int, bool]] = ()) -> None:
-    """Record the finished frames, and the frames labeled once that still wait for their
-    two-sided revisit (``(frame, doubtful)``: a resumed run revisits them in the same order)."""
+    """Record the finished frames (as ranges), and the frames labeled once that still wait
+    for their two-sided revisit (``(frame, doubtful)``: a resumed run revisits them in the
+    same order)."""
     entry = project.settings.setdefault(SETTINGS_KEY, {})
-    entry["done"] = _ranges(frames)
+    entry["done"] = done_ranges
     entry["revisit"] = [[int(f), bool(d)] for f, d in pending]
     entry["config"] = config.summary()
 
@@ -856,6 +877,7 @@ def run_labeling(
     reach = config.two_sided_reach if _revisits(config, reasoner) else 0
     pending: deque[tuple[int, bool]] = deque()  # labeled once, (frame, to be revisited)
     saved = {f: d for f, d in _saved_revisits(project).items() if f in done} if reach else {}
+    done_ranges = _ranges(done)
 
     def revisit(direction: int) -> None:
         frame, doubtful = pending.popleft()
@@ -870,7 +892,7 @@ def run_labeling(
                 report.n_revisit_kept += 1
                 report.n_changed += res.n_changed
                 report.n_dropped += res.n_dropped
-        _mark_done(project, done, config, pending)
+        _mark_done(project, done_ranges, config, pending)
         if kept and on_frame_done is not None:
             on_frame_done(frame)
         runner.forget([frame])
@@ -891,6 +913,7 @@ def run_labeling(
                         return report
                     res, calls = runner.label_frame(f, direction)
                     done.add(f)
+                    _add_to_ranges(done_ranges, f)
                     report.frames_done.append(f)
                     report.view_frames += poses.n_cameras
                     report.vlm_calls += calls
@@ -899,7 +922,7 @@ def run_labeling(
                     if reach:
                         model = ~np.isin(poses.source[:, f], HUMAN_SOURCES)
                         pending.append((f, bool(((res.flags > 0) & model).any())))
-                    _mark_done(project, done, config, pending)
+                    _mark_done(project, done_ranges, config, pending)
                     if on_frame_done is not None:
                         on_frame_done(f)
                     if len(pending) > reach:
