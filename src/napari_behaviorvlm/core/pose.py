@@ -216,9 +216,11 @@ class PoseTable:
         self.flags[c, frame, i, k] = 0
         self.reproj_error[c, frame, i, k] = np.nan
 
-    def human_mask(self) -> np.ndarray:
-        """Bool ``(C, F, M, K)``: labels from a seed or a human (never overwritten by a model)."""
-        return np.isin(self.source, HUMAN_SOURCES)
+    def human_mask(self, frame: int | None = None) -> np.ndarray:
+        """Bool ``(C, F, M, K)``: labels from a seed or a human (never overwritten by a model);
+        ``(C, M, K)`` for one ``frame``."""
+        source = self.source if frame is None else self.source[:, frame]
+        return np.isin(source, HUMAN_SOURCES)
 
     def labeled_mask(self) -> np.ndarray:
         """Bool ``(C, F, M, K)``: a 2D position is present."""

@@ -319,13 +319,16 @@ def _kabsch(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rot, cd - cs @ rot.T
 
 
-def _window_frames(has_any: np.ndarray, frame: int, direction: int, window: int) -> list[int]:
+def _window_frames(has_any: Callable[[int], bool], n_frames: int, frame: int, direction: int,
+                   window: int) -> list[int]:
     """The ``window`` nearest frames on the window's side that hold any label, nearest first
-    (the window reaches back to the seed when the frames in between are not labeled)."""
+    (the window reaches back to the seed when the frames in between are not labeled).
+    ``has_any(i)`` tells whether frame ``i`` holds a label; only the frames walked are asked,
+    so a long session costs no more per frame than a short one."""
     out: list[int] = []
     i = frame - direction
-    while 0 <= i < len(has_any) and len(out) < window:
-        if has_any[i]:
+    while 0 <= i < n_frames and len(out) < window:
+        if has_any(i):
             out.append(i)
         i -= direction
     return out
@@ -376,8 +379,8 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
         ``(M, K, 3)`` mm prediction (NaN = none) and ``(M, K)`` mm uncertainty.
     """
     n_ind, n_kp = points3d.shape[1:3]
-    has_any = np.isfinite(points3d[..., 0]).any(axis=(1, 2))
-    idx = _window_frames(has_any, frame, direction, window)
+    idx = _window_frames(lambda i: bool(np.isfinite(points3d[i, ..., 0]).any()),
+                         len(points3d), frame, direction, window)
     pred = np.full((n_ind, n_kp, 3), np.nan)
     sigma = np.full((n_ind, n_kp), np.nan)
     if idx:
@@ -518,8 +521,8 @@ def predict_2d(points2d: np.ndarray, frame: int, direction: int, window: int, da
         ``(C, M, K, 2)`` px prediction (NaN = none) and ``(C, M, K)`` px uncertainty.
     """
     shape = points2d.shape[:1] + points2d.shape[2:4]
-    has_any = np.isfinite(points2d[..., 0]).any(axis=(0, 2, 3))
-    idx = _window_frames(has_any, frame, direction, window)
+    idx = _window_frames(lambda i: bool(np.isfinite(points2d[:, i, ..., 0]).any()),
+                         points2d.shape[1], frame, direction, window)
     if not idx:
         return np.full(shape + (2,), np.nan), np.full(shape, np.nan)
     win = np.moveaxis(points2d[:, idx], 1, 0)  # (W, C, M, K, 2)
@@ -581,7 +584,7 @@ class _Runner:
         group = self.group
         cfg = self.config
         n_cam, n_ind, n_kp = poses.n_cameras, poses.n_individuals, poses.n_keypoints
-        human = poses.human_mask()[:, frame]
+        human = poses.human_mask(frame)
         human_xy = np.where(human[..., None], poses.points2d[:, frame], np.nan)
         if cfg.use_refinement:
             prev = frame - direction
@@ -699,7 +702,7 @@ class _Runner:
 def _write_frame(project: Project, frame: int, res) -> None:
     """Merge one frame's result into the pose table, keeping human labels' positions."""
     poses = project.poses
-    human = poses.human_mask()[:, frame]
+    human = poses.human_mask(frame)
     model = ~human
     labeled = np.isfinite(res.points2d[..., 0])
     p2 = poses.points2d[:, frame]
@@ -920,7 +923,7 @@ def run_labeling(
                     report.n_changed += res.n_changed
                     report.n_dropped += res.n_dropped
                     if reach:
-                        model = ~np.isin(poses.source[:, f], HUMAN_SOURCES)
+                        model = ~poses.human_mask(f)
                         pending.append((f, bool(((res.flags > 0) & model).any())))
                     _mark_done(project, done_ranges, config, pending)
                     if on_frame_done is not None:
@@ -964,7 +967,7 @@ def retriangulate_frame(project: Project, frame: int, params: RefineParams | Non
     if not 0 <= frame < poses.n_frames:
         raise ValueError(f"frame {frame} is outside the session (0..{poses.n_frames - 1})")
     obs = poses.points2d[:, frame].copy()
-    human = poses.human_mask()[:, frame]
+    human = poses.human_mask(frame)
     conf = np.where(human, 1.0, poses.confidence[:, frame].astype(np.float64))
     res = triangulate_ransac(obs, group, params.threshold_px,
                              weights=np.where(human, 10.0, np.clip(np.nan_to_num(conf, nan=0.5), 0.1, 1)))
