@@ -467,6 +467,7 @@ def test_rerun_after_corrections_needs_relabel_and_keeps_them(make_napari_viewer
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     first = widget._last_report
     assert first.frames_done
+    assert f"{first.n_revisited} doubtful frames labeled again" in widget.run_status.text()
     frame = first.frames_done[0]
     poses.set_label(0, frame, 0, 0, (12.5, 7.25), Source.HUMAN)
 
