@@ -172,3 +172,17 @@ def test_finished_frames_are_recorded_as_the_same_ranges_in_any_order():
         if i % 17 == 0:
             _add_to_ranges(ranges, int(frames[0]))  # a frame already recorded changes nothing
         assert ranges == _ranges(frames[: i + 1])
+
+
+def test_bad_revisit_settings_are_refused_or_skipped():
+    with pytest.raises(ValueError, match="two_sided_reach"):
+        LabelingConfig(two_sided_reach=-1)
+    sim, seeds, source = small_sim()
+    full = new_project(sim, seeds)
+    run_labeling(full, frame_source=source)
+    # a hand-edited project with a broken waiting list: the run warns and completes
+    part = new_project(sim, seeds)
+    part.settings[SETTINGS_KEY] = {"done": [], "revisit": [["x", True], 5, [3]]}
+    with pytest.warns(UserWarning, match="malformed entry"):
+        report = run_labeling(part, frame_source=source)
+    assert not report.cancelled and part.poses.equals(full.poses)

@@ -32,8 +32,8 @@ import os
 import time
 import warnings
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -108,7 +108,8 @@ class LabelingConfig:
     use_regions: bool = True
     use_refinement: bool = True
     velocity_damping: float = 0.8
-    two_sided_reach: int = 2
+    two_sided_reach: int = attrs.field(default=2, converter=int,
+                                       validator=attrs.validators.ge(0))
     cache_dir: str | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -226,8 +227,20 @@ def _mark_done(project: Project, done_ranges: list[list[int]], config: LabelingC
 
 
 def _saved_revisits(project: Project) -> dict[int, bool]:
+    """The frames a stopped run left waiting for their revisit. An entry that is not a
+    ``[frame, doubtful]`` pair (a hand-edited project) is skipped with a warning: that frame
+    keeps its first labeling, which is complete and flagged, so nothing is lost."""
     entry = project.settings.get(SETTINGS_KEY, {})
-    return {int(f): bool(d) for f, d in entry.get("revisit", [])}
+    out: dict[int, bool] = {}
+    for item in entry.get("revisit", []) or []:
+        try:
+            frame, doubtful = item
+            out[int(frame)] = bool(doubtful)
+        except (TypeError, ValueError):
+            warnings.warn(f"ignoring a malformed entry {item!r} in the project's "
+                          f"settings[{SETTINGS_KEY!r}]['revisit']: that frame keeps its first "
+                          "labeling", stacklevel=2)
+    return out
 
 
 def _seeds(project: Project) -> list[int]:
@@ -739,24 +752,23 @@ def _keep_revisit(first: FrameResult, second: FrameResult) -> FrameResult | None
     its first labeling, unless that would give one dot two names in a view; then the whole
     frame goes by the count over both.
     """
-    keep = _n_doubtful(second.flags, second.points3d) <= _n_doubtful(first.flags, first.points3d)
+    before = _n_doubtful(first.flags, first.points3d)
+    after = _n_doubtful(second.flags, second.points3d)
+    keep = after <= before
     if keep.all():
         return second
     if keep.any():
-        m = keep
         merged = FrameResult(
-            np.where(m[None, :, None, None], second.points2d, first.points2d),
-            np.where(m[None, :, None], second.confidence, first.confidence),
-            np.where(m[None, :, None], second.reproj_error, first.reproj_error),
-            np.where(m[None, :, None], second.flags, first.flags),
-            np.where(m[:, None, None], second.points3d, first.points3d),
-            np.where(m[:, None], second.n_views, first.n_views),
+            np.where(keep[None, :, None, None], second.points2d, first.points2d),
+            np.where(keep[None, :, None], second.confidence, first.confidence),
+            np.where(keep[None, :, None], second.reproj_error, first.reproj_error),
+            np.where(keep[None, :, None], second.flags, first.flags),
+            np.where(keep[:, None, None], second.points3d, first.points3d),
+            np.where(keep[:, None], second.n_views, first.n_views),
             second.n_changed, second.n_dropped)
         if not _shares_a_dot(merged.points2d):
             return merged
-    if _n_doubtful(second.flags, second.points3d).sum() <= _n_doubtful(first.flags, first.points3d).sum():
-        return second
-    return None
+    return second if after.sum() <= before.sum() else None
 
 
 def _shares_a_dot(points2d: np.ndarray) -> bool:
@@ -932,7 +944,8 @@ def run_labeling(
                         revisit(direction)
                     if on_progress is not None:
                         on_progress(len(report.frames_done), todo_total)
-                runner.forget([f for f in chunk if all(f != p for p, _ in pending)])
+                waiting = {p for p, _ in pending}
+                runner.forget([f for f in chunk if f not in waiting])
             while pending:  # the run's last frames: the other side is the next run or a seed
                 revisit(direction)
     finally:
