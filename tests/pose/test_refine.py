@@ -303,23 +303,25 @@ def test_a_paw_flagged_both_swap_and_ambiguous_loses_its_labels():
     assert np.linalg.norm(out.points3d[0, ear] - true[0, ear]) < 1.0
 
 
-def _refine_paw_on_missing_paw(params):
-    """Stage 4 on a frame where the left front paw, hidden from every camera, holds the right
-    front paw's dot in every view and the right paw is left unlabeled; both predictions are
-    at their true places; every other keypoint is a human label."""
-    sim, seeds, _ = small_sim()
+def _refine_on_missing_keypoint(params, n_mice=1, holder=(0, "paw_front_left"),
+                                owner=(0, "paw_front_right")):
+    """Stage 4 on a frame where the ``holder`` keypoint (individual, name), hidden from every
+    camera, holds the ``owner`` keypoint's dot in every view and the owner is left unlabeled;
+    both predictions are at their true places; every other keypoint is a human label."""
+    sim, seeds, _ = small_sim(n_mice=n_mice)
     frame = next(f for f in range(sim.n_frames) if f not in seeds)
     true = sim.points3d[frame].astype(float)
-    a, b = sim.skeleton.index("paw_front_left"), sim.skeleton.index("paw_front_right")
+    a = (holder[0], sim.skeleton.index(holder[1]))
+    b = (owner[0], sim.skeleton.index(owner[1]))
     obs = sim.calibration.project(true)
     n_cam, n_ind, n_kp = obs.shape[:3]
     human = np.ones((n_cam, n_ind, n_kp), bool)
-    human[:, 0, [a, b]] = False
-    dots = obs[:, 0, b].copy()
-    obs[:, 0, a], obs[:, 0, b] = dots, np.nan
+    human[:, a[0], a[1]] = human[:, b[0], b[1]] = False
+    dots = obs[:, b[0], b[1]].copy()
+    obs[:, a[0], a[1]], obs[:, b[0], b[1]] = dots, np.nan
     cands = [Candidates(dots[c:c + 1], np.full(1, 100.0), np.full(1, 9.0)) for c in range(n_cam)]
     index = np.full((n_cam, n_ind, n_kp), -1)
-    index[:, 0, a] = 0
+    index[:, a[0], a[1]] = 0
     shape = (n_cam, n_ind, n_kp)
     out = refine_frame(sim.calibration, sim.skeleton, obs, human, cands, index,
                        np.full(shape, 0.9), np.full(shape, 5.0), np.zeros(shape, np.uint16),
@@ -329,10 +331,23 @@ def _refine_paw_on_missing_paw(params):
 
 def test_a_paw_on_a_missing_paws_place_is_relabeled_as_that_paw():
     # the old stage 4 left the left paw on the right paw's place and the right paw missing
-    out, true, a, b = _refine_paw_on_missing_paw(RefineParams(claim_margin_mm=np.inf))
-    assert np.linalg.norm(out.points3d[0, a] - true[0, b]) < 1.0
-    assert np.isnan(out.points3d[0, b]).all()
-    out, true, a, b = _refine_paw_on_missing_paw(RefineParams())
-    assert np.linalg.norm(out.points3d[0, b] - true[0, b]) < 1.0
-    assert out.n_views[0, b] == len(out.points2d) and np.isnan(out.points3d[0, a]).all()
-    assert (out.flags[:, 0, a] == int(Flag.FEW_VIEWS)).all()
+    out, true, a, b = _refine_on_missing_keypoint(RefineParams(claim_margin_mm=np.inf))
+    assert np.linalg.norm(out.points3d[a] - true[b]) < 1.0
+    assert np.isnan(out.points3d[b]).all()
+    out, true, a, b = _refine_on_missing_keypoint(RefineParams())
+    assert np.linalg.norm(out.points3d[b] - true[b]) < 1.0
+    assert out.n_views[b] == len(out.points2d) and np.isnan(out.points3d[a]).all()
+    assert (out.flags[:, a[0], a[1]] == int(Flag.FEW_VIEWS)).all()
+
+
+def test_a_paw_on_the_other_mouses_missing_tail_goes_to_that_tail():
+    # two mice: mouse 0's paw holds mouse 1's tail-tip dot, the tail tip is left unlabeled
+    case = dict(n_mice=2, holder=(0, "paw_front_left"), owner=(1, "tail_tip"))
+    out, true, a, b = _refine_on_missing_keypoint(RefineParams(claim_margin_mm=np.inf), **case)
+    assert np.linalg.norm(out.points3d[a] - true[b]) < 1.0 and np.isnan(out.points3d[b]).all()
+    out, true, a, b = _refine_on_missing_keypoint(RefineParams(), **case)
+    assert np.linalg.norm(out.points3d[b] - true[b]) < 1.0
+    assert np.isnan(out.points3d[a]).all()
+    assert (out.flags[:, a[0], a[1]] == int(Flag.FEW_VIEWS)).all()
+
+

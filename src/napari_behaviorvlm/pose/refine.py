@@ -16,9 +16,9 @@ For one multi-view frame, given each view's stage-3 assignment:
    a keypoint with no 3D point, is re-tried from the candidates nearest its reprojected
    prediction in every view (a lost keypoint only takes dots nobody holds); if they agree in
    >= 2 views near the prediction they replace its labels.
-   Identities and sides: a keypoint at the predicted place of a keypoint of its individual
-   that has no 3D point (and ``claim_margin_mm`` farther from its own prediction) is
-   relabeled as that keypoint; the same keypoint of two individuals is exchanged in every view when
+   Identities and sides: a keypoint at the predicted place of a keypoint that has no 3D point
+   (of its own individual, or within 6 mm of another individual's; and ``claim_margin_mm``
+   farther from its own prediction) is relabeled as that keypoint; the same keypoint of two individuals is exchanged in every view when
    the exchange fits both predictions better by ``swap_margin_mm``; a left/right pair found with
    both keypoints on the wrong side of the body (:class:`BodyModel`, learned from the seeds) is
    swapped in every view. Views still above ``threshold_px`` (``flag_reproj_px`` for a point
@@ -138,7 +138,8 @@ class RefineParams:
             labels (an identity doubt another rule confirms; 86 % of them were > 5 mm off on
             the tuning sessions).
         claim_margin_mm: A model keypoint whose 3D point lies near another keypoint's
-            prediction (within ``max(6 mm, 2 sigma)``) that has no 3D point, and this much
+            prediction (within ``max(6 mm, 2 sigma)``, 6 mm for another individual's) that has
+            no 3D point, and this much
             closer to it than to its own prediction, is relabeled as that keypoint (``inf``:
             off).
         jump_max_views: JUMP only for a point seen in at most this many views (a jump that
@@ -516,32 +517,32 @@ def _give_to_missing(x3: np.ndarray, pred: np.ndarray, sigma: np.ndarray, obs: n
                      human: np.ndarray, index: np.ndarray, margin: float) -> bool:
     """Relabel a keypoint that sits at another, missing keypoint's predicted place.
 
-    Keypoint ``b`` of an individual has no 3D point; keypoint ``a`` of the same individual has
-    one that lies within ``max(6 mm, 2 sigma_b)`` of ``b``'s prediction and more than
-    ``margin`` mm closer to it than to its own prediction: ``a`` took ``b``'s dots (a paw
-    hidden in some views takes the other paw's dots and leaves it unlabeled). ``a``'s labels
-    go to ``b`` in every view and ``a`` is left missing. Human labels never move. Returns
-    whether anything changed."""
+    Keypoint ``b`` (of any individual) has no 3D point; keypoint ``a`` (of the same or of
+    another individual) has one that lies within ``max(6 mm, 2 sigma_b)`` of ``b``'s prediction
+    (6 mm when ``a`` belongs to another individual) and more than ``margin`` mm closer to it than to its own prediction: ``a`` took ``b``'s dots
+    (a paw hidden in some views takes the other paw's dots and leaves it unlabeled; with two
+    mice, a paw takes the other mouse's tail dot). ``a``'s labels go to ``b`` in every view and
+    ``a`` is left missing. Human labels never move. Returns whether anything changed."""
     n_ind, n_kp = x3.shape[:2]
     changed = False
     has3 = np.isfinite(x3).all(axis=-1)
     haspred = np.isfinite(pred).all(axis=-1)
     model = ~human.any(axis=0)
-    for m in range(n_ind):
-        for b in np.flatnonzero(~has3[m] & haspred[m] & model[m]):
-            best, a_best = np.inf, -1
-            for a in np.flatnonzero(has3[m] & model[m]):
-                d_ab = float(np.linalg.norm(x3[m, a] - pred[m, b]))
-                d_aa = float(np.linalg.norm(x3[m, a] - pred[m, a])) if haspred[m, a] else np.inf
-                if d_ab < max(6.0, 2.0 * sigma[m, b]) and d_ab + margin < d_aa and d_ab < best:
-                    best, a_best = d_ab, a
-            if a_best < 0:
-                continue
-            obs[:, m, b], index[:, m, b] = obs[:, m, a_best], index[:, m, a_best]
-            obs[:, m, a_best], index[:, m, a_best] = np.nan, -1
-            x3[m, b], x3[m, a_best] = x3[m, a_best], np.nan
-            has3[m, b], has3[m, a_best] = True, False
-            changed = True
+    for mb, b in zip(*np.nonzero(~has3 & haspred & model)):
+        best, source = np.inf, None
+        for ma, a in zip(*np.nonzero(has3 & model)):
+            d_ab = float(np.linalg.norm(x3[ma, a] - pred[mb, b]))
+            d_aa = float(np.linalg.norm(x3[ma, a] - pred[ma, a])) if haspred[ma, a] else np.inf
+            gate = max(6.0, 2.0 * sigma[mb, b]) if ma == mb else 6.0
+            if d_ab < gate and d_ab + margin < d_aa and d_ab < best:
+                best, source = d_ab, (ma, a)
+        if source is None:
+            continue
+        obs[:, mb, b], index[:, mb, b] = obs[:, source[0], source[1]], index[:, source[0], source[1]]
+        obs[:, source[0], source[1]], index[:, source[0], source[1]] = np.nan, -1
+        x3[mb, b], x3[source] = x3[source], np.nan
+        has3[mb, b], has3[source] = True, False
+        changed = True
     return changed
 
 
