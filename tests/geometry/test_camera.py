@@ -97,3 +97,13 @@ def test_look_at_points_the_optical_axis_at_the_target():
     np.testing.assert_allclose(centre_px, cam.matrix[:2, 2], atol=1e-6)
     # world up is image up: a point above the target is higher in the image (smaller y)
     assert cam.project(np.array([0.0, 0.0, 100.0]))[1] < centre_px[1]
+
+
+def test_rotation_follows_the_rotation_vector_and_is_read_only(rig):
+    import cv2
+
+    cam = rig[0]
+    assert np.array_equal(cam.rotation, cv2.Rodrigues(cam.rvec)[0])
+    assert not cam.rotation.flags.writeable
+    cam.rvec = cam.rvec + np.array([0.0, 0.1, 0.0])  # a recalibrated camera
+    assert np.array_equal(cam.rotation, cv2.Rodrigues(cam.rvec)[0])

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
+
 import attrs
 import numpy as np
 
 from napari_behaviorvlm.core.pose import Flag
 from napari_behaviorvlm.pose.candidates import Candidates
-from napari_behaviorvlm.pose.refine import BodyModel, RefineParams, refine_frame, score_frame
+from napari_behaviorvlm.pose.refine import (
+    BodyModel,
+    RefineParams,
+    nanmedian_last,
+    refine_frame,
+    score_frame,
+)
 from tests.pose.pose_fixtures import small_sim
 
 
@@ -351,3 +359,17 @@ def test_a_paw_on_the_other_mouses_missing_tail_goes_to_that_tail():
     assert (out.flags[:, a[0], a[1]] == int(Flag.FEW_VIEWS)).all()
 
 
+
+
+def test_nanmedian_last_gives_numpys_numbers():
+    rng = np.random.default_rng(3)
+    for shape in [(2, 13, 13), (13, 13), (7,), (4, 1)]:
+        for _ in range(50):
+            values = rng.normal(size=shape) * 10
+            values[rng.random(shape) < rng.random()] = np.nan
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                expected = np.nanmedian(values, axis=-1)
+            assert np.array_equal(nanmedian_last(values), expected, equal_nan=True)
+    assert np.isnan(nanmedian_last(np.full((2, 3), np.nan))).all()
+    assert nanmedian_last(np.array([3.0, np.nan, 1.0, 2.0, 10.0])) == 2.5

@@ -48,6 +48,7 @@ from napari_behaviorvlm.pose.refine import (
     BodyModel,
     FrameResult,
     RefineParams,
+    nanmedian_last,
     refine_frame,
     score_frame,
     seed_pair_distances,
@@ -428,9 +429,7 @@ def predict_3d(points3d: np.ndarray, frame: int, direction: int, window: int,
             continue
         known = ~missing & np.isfinite(pred[m]).all(axis=-1)
         pair_spread = seed_hi[m] - seed_lo[m]  # (K, K)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            spread = np.nanmedian(np.where(known[None], pair_spread, np.nan), axis=1)  # (K,)
+        spread = nanmedian_last(np.where(known[None], pair_spread, np.nan))  # (K,)
         spread = np.where(np.isfinite(spread), spread, 12.0)
         # the fit rests on the body's near-rigid keypoints (back, ears, tail base: they kept
         # their distances over the seeds), not on paws, when 3 of them are known

@@ -228,9 +228,12 @@ class LocalReasoner:
                 offset = np.zeros(2)
                 if self.use_regions and free.sum() >= 2 and len(cand):
                     offset = _fit_offset(pred[free], sig[free], cand, self.gate, self.region_prior_px)
-                centre = np.nanmean(pred, axis=0) + offset if np.isfinite(pred).any() else np.full(2, np.nan)
-                radius = float(np.nanmax(np.linalg.norm(pred - centre + offset, axis=1))) \
-                    if np.isfinite(pred).any() else 0.0
+                known = np.isfinite(pred).all(axis=1)
+                if known.any():
+                    centre = pred[known].mean(axis=0) + offset
+                    radius = float(_length(pred[known] - centre + offset).max())
+                else:
+                    centre, radius = np.full(2, np.nan), 0.0
                 out.append(RegionEstimate(m, region, list(kps), offset, centre,
                                           radius + 3.0 * float(np.nanmax(sig, initial=5.0))))
         return out
@@ -288,24 +291,31 @@ def _fit_offset(pred: np.ndarray, sig: np.ndarray, cand: np.ndarray, gate: float
     """
     prior_px = min(prior_px, 2.0 * float(sig.min()))
     search = gate * sig.max() + prior_px
-    d = np.linalg.norm(pred[:, None] - cand[None], axis=2)
-    ki, ci = np.nonzero(d < search)
-    hyps = np.vstack([np.zeros((1, 2)), cand[ci] - pred[ki]])
+    diff = cand[None] - pred[:, None]  # (K, N, 2)
+    ki, ci = np.nonzero(_length(diff) < search)
+    hyps = np.vstack([np.zeros((1, 2)), diff[ki, ci]])
     moved = pred[None] + hyps[:, None, :]  # (H, K, 2)
-    dist = np.linalg.norm(moved[:, :, None, :] - cand[None, None], axis=3).min(axis=2)
+    gap = moved[:, :, None, :] - cand[None, None]
+    dist = np.sqrt((gap * gap).sum(axis=3).min(axis=2))
     cost = np.minimum(0.5 * (dist / sig[None]) ** 2, 0.5 * gate ** 2).sum(axis=1)
-    cost = cost + 0.5 * (np.linalg.norm(hyps, axis=1) / prior_px) ** 2
+    cost = cost + 0.5 * (_length(hyps) / prior_px) ** 2
     best = hyps[int(np.argmin(cost))]
     # refine: residual of the inliers under the best offset, weighted by 1 / sigma^2 (an
     # uncertain keypoint must not drag a confident one off its dot)
     moved = pred + best
-    dd = np.linalg.norm(moved[:, None] - cand[None], axis=2)
+    dd = _length(moved[:, None] - cand[None])
     j = dd.argmin(axis=1)
     inl = dd[np.arange(len(pred)), j] < 2.0 * sig
     if inl.sum() >= 2:
         w = 1.0 / sig[inl] ** 2
         best = best + ((cand[j[inl]] - moved[inl]) * w[:, None]).sum(axis=0) / w.sum()
     return best
+
+
+def _length(vectors: np.ndarray) -> np.ndarray:
+    """Euclidean length over the last axis (``np.linalg.norm(..., axis=-1)``, the same
+    numbers, without its per-call overhead in the per-region loops)."""
+    return np.sqrt((vectors * vectors).sum(axis=-1))
 
 
 def _solve_small(cost: np.ndarray, none_cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

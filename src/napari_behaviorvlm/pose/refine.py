@@ -81,10 +81,23 @@ from napari_behaviorvlm.geometry.triangulation import (
 )
 from napari_behaviorvlm.pose.candidates import Candidates
 
-__all__ = ["FrameResult", "RefineParams", "refine_frame", "score_frame", "seed_pair_distances"]
+__all__ = ["FrameResult", "RefineParams", "nanmedian_last", "refine_frame", "score_frame",
+           "seed_pair_distances"]
 
 HUMAN_WEIGHT = 10.0
 PARTLY_SEEN_MM = 5.0  # extra range of a keypoint pair that not every seed showed
+
+
+def nanmedian_last(values: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(values, axis=-1)`` without its masked-array detour (the same numbers,
+    ~10x faster on the small ``(M, K, K)`` arrays of the flag rules, which run every frame):
+    NaN where a row has no finite value, and no warning."""
+    values = np.asarray(values, dtype=float)
+    ordered = np.sort(values, axis=-1)  # NaN last
+    count = (~np.isnan(values)).sum(axis=-1)
+    low = np.take_along_axis(ordered, (np.maximum(count - 1, 0) // 2)[..., None], axis=-1)[..., 0]
+    high = np.take_along_axis(ordered, (count // 2)[..., None], axis=-1)[..., 0]
+    return np.where(count > 0, (low + high) / 2.0, np.nan)
 
 
 def _setting_converter(name: str, kind: type):
@@ -689,8 +702,7 @@ class BodyModel:
         dev[:, np.arange(n_kp), np.arange(n_kp)] = np.nan
         width = self.max_dist - self.min_dist
         width[:, np.arange(n_kp), np.arange(n_kp)] = np.nan
-        with _quiet():
-            med = np.nanmedian(dev, axis=2) - spread_factor * np.nanmedian(width, axis=2)
+        med = nanmedian_last(dev) - spread_factor * nanmedian_last(width)
         n = np.isfinite(dev).sum(axis=2)
         return np.where(n >= min_partners, med, np.nan)
 
@@ -729,8 +741,7 @@ class BodyModel:
             bad = eye[:, None, :] | eye[None, :, :] | ~ok[None, None, :]
             dev = np.where(bad, np.nan, dev)
             n = np.isfinite(dev).sum(axis=2)
-            with _quiet():
-                res = np.nanmedian(dev, axis=2)
+            res = nanmedian_last(dev)
             res = np.where((n >= min_partners) & ok[:, None], res, np.nan)
             own[m] = np.diagonal(res)
             with _quiet():
