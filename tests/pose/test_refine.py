@@ -373,3 +373,39 @@ def test_nanmedian_last_gives_numpys_numbers():
             assert np.array_equal(nanmedian_last(values), expected, equal_nan=True)
     assert np.isnan(nanmedian_last(np.full((2, 3), np.nan))).all()
     assert nanmedian_last(np.array([3.0, np.nan, 1.0, 2.0, 10.0])) == 2.5
+
+
+def _five_point_body():
+    """A five-keypoint animal whose seeds hold the right paw forward and the left paw back
+    (an asymmetric gait): nose, neck, tail on the midline, a left and a right paw."""
+    from napari_behaviorvlm.core.skeleton import Skeleton
+
+    skeleton = Skeleton(["nose", "neck", "tail", "paw_left", "paw_right"],
+                        {"body": ["nose", "neck", "tail"], "paws": ["paw_left", "paw_right"]},
+                        symmetry=[("paw_left", "paw_right")])
+    seeds = []
+    for wobble in (-0.5, 0.0, 0.5):
+        seeds.append(np.array([[[20.0, 0, 0], [0, 0, 0], [-30, 0, 0],
+                                [-10 + wobble, 8, 0], [15 - wobble, -8, 0]]]))
+    return skeleton, BodyModel.from_seeds(skeleton, seeds), seeds[1].copy()
+
+
+def test_a_paw_clearly_on_its_own_side_at_its_partners_place_is_doubted_but_not_shown():
+    from napari_behaviorvlm.pose.refine import place_doubts
+
+    skeleton, body, pose = _five_point_body()
+    right = skeleton.index("paw_right")
+    params = RefineParams()
+    assert not any(d.any() for d in place_doubts(skeleton, body, pose, params))
+    # the right paw steps back: its distances to the midline now fit the left paw's place
+    # (distances cannot tell a side), but it lies 8 mm on its own, right side
+    pose[0, right] = [-10, -8, 0]
+    shown, unshown = place_doubts(skeleton, body, pose, params)
+    assert not shown[0, right] and unshown[0, right]
+    # the same point was flagged before the side test (and is without it)
+    shown, unshown = place_doubts(skeleton, body, pose, attrs.evolve(params, own_side_mm=np.inf))
+    assert shown[0, right] and not unshown.any()
+    # on the left side, at the left paw's place, it is shown
+    pose[0, right] = [-10, 8.5, 0]
+    shown, unshown = place_doubts(skeleton, body, pose, params)
+    assert shown[0, right] and not unshown[0, right]

@@ -149,6 +149,7 @@ def test_videos_read_in_parallel_give_the_same_labels_as_one_reader():
 def test_a_revisit_is_kept_only_when_it_leaves_no_more_located_keypoints_in_doubt():
     from napari_behaviorvlm.core.pose import Flag
     from napari_behaviorvlm.pose.pipeline import _n_doubtful
+    from napari_behaviorvlm.pose.refine import FrameResult
 
     flags = np.zeros((3, 1, 4), np.uint16)
     x3 = np.zeros((1, 4, 3))
@@ -156,7 +157,13 @@ def test_a_revisit_is_kept_only_when_it_leaves_no_more_located_keypoints_in_doub
     flags[2, 0, 1] = Flag.SWAP  # one keypoint, flagged in two views: counted once
     flags[:, 0, 3] = Flag.FEW_VIEWS
     x3[0, 3] = np.nan  # a missing keypoint's flag is not a doubt about a located point
-    assert _n_doubtful(flags, x3).tolist() == [1]
+    nothing = np.full((3, 1, 4), np.nan)
+    res = FrameResult(np.full((3, 1, 4, 2), np.nan), nothing, nothing, flags, x3,
+                      np.full((1, 4), 3))
+    assert _n_doubtful(res).tolist() == [1]
+    # a doubt the user is not shown (a paw at its partner's place, on its own side) counts
+    res.unshown_doubt = np.array([[False, False, True, False]])
+    assert _n_doubtful(res).tolist() == [2]
     sim, seeds, source = small_sim(4, 60, 1, 1)
     report = run_labeling(new_project(sim, seeds), frame_source=source)
     assert 0 < report.n_revisit_kept < report.n_revisited

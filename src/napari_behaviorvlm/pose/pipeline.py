@@ -39,7 +39,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from napari_behaviorvlm.core.pose import HUMAN_SOURCES, Flag, PoseTable, Source
+from napari_behaviorvlm.core.pose import HUMAN_SOURCES, Flag, Source
 from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
 from napari_behaviorvlm.pose.decoys import Decoys, find_unlabeled_points
@@ -49,6 +49,7 @@ from napari_behaviorvlm.pose.refine import (
     FrameResult,
     RefineParams,
     nanmedian_last,
+    place_doubts,
     refine_frame,
     score_frame,
     seed_pair_distances,
@@ -554,6 +555,7 @@ class _Runner:
     decoys: Decoys = attrs.field(factory=Decoys)
     cand_cache: dict[tuple[int, int], Candidates] = attrs.field(factory=dict)
     parallel_views: bool = False
+    unshown_cache: dict[int, np.ndarray] = attrs.field(factory=dict)
 
     @property
     def group(self):
@@ -582,6 +584,25 @@ class _Runner:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(one_view, range(n_cam)))
 
+    def doubted(self, frame: int) -> np.ndarray:
+        """``(M, K)`` bool: the model keypoints of a labeled frame the tracker doubts: flagged
+        in some view, or doubted without a flag (:func:`~.refine.place_doubts`, recomputed
+        from the table, so a resumed run doubts exactly what an uninterrupted one did)."""
+        poses = self.project.poses
+        model = poses.source[:, frame] == int(Source.MODEL)
+        flagged = ((poses.flags[:, frame] > 0) & model).any(axis=0)
+        if frame not in self.unshown_cache:
+            unshown = np.zeros_like(flagged)
+            if self.body is not None and self.config.use_refinement:
+                unshown = place_doubts(self.project.skeleton, self.body, poses.points3d[frame],
+                                       self.config.refine)[1] & model.any(axis=0)
+            self.unshown_cache[frame] = unshown
+        return flagged | self.unshown_cache[frame]
+
+    def write(self, frame: int, res: FrameResult) -> None:
+        _write_frame(self.project, frame, res)
+        self.unshown_cache.pop(frame, None)
+
     def forget(self, frames: Sequence[int]) -> None:
         for c in range(self.project.poses.n_cameras):
             for f in frames:
@@ -600,18 +621,16 @@ class _Runner:
         human_xy = np.where(human[..., None], poses.points2d[:, frame], np.nan)
         if cfg.use_refinement:
             prev = frame - direction
-            doubt = None
-            if 0 <= prev < poses.n_frames:
-                model_prev = poses.source[:, prev] == int(Source.MODEL)
-                doubt = ((poses.flags[:, prev] > 0) & model_prev).any(axis=0)
+            doubt = self.doubted(prev) if 0 <= prev < poses.n_frames else None
             pred3, sig3 = predict_3d(poses.points3d, frame, direction, cfg.window, self.reference,
                                      cfg.velocity_damping, doubt)
             if two_sided:
                 lo = max(0, frame - cfg.two_sided_reach)
                 near = slice(lo, frame + cfg.two_sided_reach + 1)
+                doubted = np.stack([self.doubted(f) for f in range(near.start, near.stop)
+                                    if f < poses.n_frames])
                 trusted = np.isfinite(poses.points3d[near]).all(axis=-1)
-                trusted &= ((np.bitwise_or.reduce(poses.flags[:, near], axis=0) == 0)
-                            | np.isin(poses.source[:, near], HUMAN_SOURCES).any(axis=0))
+                trusted &= ~doubted | np.isin(poses.source[:, near], HUMAN_SOURCES).any(axis=0)
                 both3, both_sig = predict_two_sided(poses.points3d[near], trusted, frame - lo,
                                                     cfg.two_sided_reach)
                 both = np.isfinite(both3).all(axis=-1)
@@ -688,7 +707,7 @@ class _Runner:
         second = getattr(self.reasoner, "second_opinion", None)
         if second is not None:
             # hybrid: the model is asked only about the labels stage 4 flagged
-            doubtful = ~human & (res.flags > 0)
+            doubtful = ~human & ((res.flags > 0) | _unshown(res)[None])
             asked = False
             for c, (ctx, regions, answers) in enumerate(views):
                 new = second(ctx, regions, answers, doubtful[c])
@@ -699,7 +718,7 @@ class _Runner:
             if asked:
                 res = stage4()
         if write:
-            _write_frame(self.project, frame, res)
+            self.write(frame, res)
         return res, calls
 
     def _examples(self, frame: int, direction: int) -> list[int]:
@@ -728,18 +747,29 @@ def _write_frame(project: Project, frame: int, res) -> None:
     poses.n_views[frame] = np.clip(res.n_views, 0, 127)
 
 
-def _n_doubtful(flags: np.ndarray, points3d: np.ndarray) -> np.ndarray:
-    """Per individual, keypoints of one frame that have a 3D point and a flag in some view
-    (``flags`` ``(C, M, K)``, ``points3d`` ``(M, K, 3)``; returns ``(M,)`` int)."""
-    located = np.isfinite(points3d).all(axis=-1)
-    return ((np.bitwise_or.reduce(flags, axis=0) > 0) & located).sum(axis=-1)
+def _unshown(res: FrameResult) -> np.ndarray:
+    """``(M, K)`` bool: the keypoints of a result the tracker doubts without a flag."""
+    if res.unshown_doubt is None:
+        return np.zeros(res.points3d.shape[:2], bool)
+    return res.unshown_doubt
 
 
-def _stored_result(poses: PoseTable, frame: int) -> FrameResult:
+def _n_doubtful(res: FrameResult) -> np.ndarray:
+    """Per individual, keypoints of one frame that have a 3D point and a flag in some view or
+    a doubt without one (returns ``(M,)`` int)."""
+    located = np.isfinite(res.points3d).all(axis=-1)
+    doubt = (np.bitwise_or.reduce(res.flags, axis=0) > 0) | _unshown(res)
+    return (doubt & located).sum(axis=-1)
+
+
+def _stored_result(runner: _Runner, frame: int) -> FrameResult:
     """One frame of the pose table as a stage-4 result."""
+    poses = runner.project.poses
+    flagged = ((poses.flags[:, frame] > 0) & (poses.source[:, frame] == int(Source.MODEL))).any(axis=0)
     return FrameResult(poses.points2d[:, frame].copy(), poses.confidence[:, frame].copy(),
                        poses.reproj_error[:, frame].copy(), poses.flags[:, frame].copy(),
-                       poses.points3d[frame].copy(), poses.n_views[frame].copy())
+                       poses.points3d[frame].copy(), poses.n_views[frame].copy(),
+                       unshown_doubt=runner.doubted(frame) & ~flagged)
 
 
 def _keep_revisit(first: FrameResult, second: FrameResult) -> FrameResult | None:
@@ -751,8 +781,8 @@ def _keep_revisit(first: FrameResult, second: FrameResult) -> FrameResult | None
     its first labeling, unless that would give one dot two names in a view; then the whole
     frame goes by the count over both.
     """
-    before = _n_doubtful(first.flags, first.points3d)
-    after = _n_doubtful(second.flags, second.points3d)
+    before = _n_doubtful(first)
+    after = _n_doubtful(second)
     keep = after <= before
     if keep.all():
         return second
@@ -764,7 +794,8 @@ def _keep_revisit(first: FrameResult, second: FrameResult) -> FrameResult | None
             np.where(keep[None, :, None], second.flags, first.flags),
             np.where(keep[:, None, None], second.points3d, first.points3d),
             np.where(keep[:, None], second.n_views, first.n_views),
-            second.n_changed, second.n_dropped)
+            second.n_changed, second.n_dropped,
+            np.where(keep[:, None], _unshown(second), _unshown(first)))
         if not _shares_a_dot(merged.points2d):
             return merged
     return second if after.sum() <= before.sum() else None
@@ -899,10 +930,10 @@ def run_labeling(
         if doubtful:
             second, _ = runner.label_frame(frame, direction, two_sided=True, write=False)
             report.n_revisited += 1
-            res = _keep_revisit(_stored_result(poses, frame), second)
+            res = _keep_revisit(_stored_result(runner, frame), second)
             kept = res is not None
             if res is not None:
-                _write_frame(project, frame, res)
+                runner.write(frame, res)
                 report.n_revisit_kept += 1
                 report.n_changed += res.n_changed
                 report.n_dropped += res.n_dropped
@@ -935,7 +966,8 @@ def run_labeling(
                     report.n_dropped += res.n_dropped
                     if reach:
                         model = ~poses.human_mask(f)
-                        pending.append((f, bool(((res.flags > 0) & model).any())))
+                        doubtful = ((res.flags > 0) & model).any() or _unshown(res).any()
+                        pending.append((f, bool(doubtful)))
                     _mark_done(project, done_ranges, config, pending)
                     if on_frame_done is not None:
                         on_frame_done(f)
