@@ -204,3 +204,21 @@ def test_each_mouse_keeps_its_revisit_unless_it_adds_doubt_or_two_names_for_one_
     combined = _keep_revisit(first, result(clash, [(1, 2)]))
     assert combined is not None and np.array_equal(combined.points2d, clash)  # 1 <= 1 doubt
     assert _keep_revisit(first, result(clash, [(1, 2), (1, 1)])) is None  # 2 > 1
+
+
+def test_hiding_partner_place_doubts_changes_only_the_flags_shown():
+    # a right paw clearly on its own side at the left paw's place is doubted by the tracker
+    # (re-anchoring, revisit, keep check) but not flagged: the labels are those of flagging it
+    from napari_behaviorvlm.pose.pipeline import LabelingConfig
+    from napari_behaviorvlm.pose.refine import RefineParams
+
+    sim, seeds, source = small_sim(4, 60, 2, 2)
+    hidden, shown = new_project(sim, seeds), new_project(sim, seeds)
+    run_labeling(hidden, frame_source=source)
+    run_labeling(shown, frame_source=source,
+                 config=LabelingConfig(refine=RefineParams(own_side_mm=np.inf)))
+    np.testing.assert_array_equal(hidden.poses.points2d, shown.poses.points2d)
+    np.testing.assert_array_equal(hidden.poses.points3d, shown.poses.points3d)
+    differ = hidden.poses.flags != shown.poses.flags
+    assert differ.any()
+    assert not (hidden.poses.flags & ~shown.poses.flags).any()  # bits hidden, none added

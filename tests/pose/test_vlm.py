@@ -7,6 +7,7 @@ simulator's ground truth with injected errors.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from napari_behaviorvlm.core.pose import Flag, Source
@@ -103,3 +104,25 @@ def test_answer_validation_is_strict():
     for data in bad:
         with pytest.raises(ValueError):
             validate_assignment(data, names, 3)
+
+
+def test_hybrid_asks_about_a_hidden_doubt_as_about_a_flag(monkeypatch):
+    # a doubt the user is not shown (a paw on its own side at its partner's place) still sends
+    # its labeled views to the model, exactly the views a flag would
+    from napari_behaviorvlm.pose.refine import RefineParams
+
+    sim, seeds, source = small_sim(4, 60, 2, 2)
+    frames = list(range(0, 30))
+    runs = {}
+    for own_side_mm in (5.0, float("inf")):
+        double = _double(sim, swap_rate=0.0, wrong_rate=0.0, omit_rate=0.0)
+        with TestDoubleChatServer(double) as server:
+            project = new_project(sim, seeds)
+            config = _config(server, "hybrid", monkeypatch,
+                             refine=RefineParams(own_side_mm=own_side_mm))
+            report = run_labeling(project, frames, config, frame_source=source)
+        runs[own_side_mm] = (report.vlm_calls, project.poses)
+    (calls_hidden, hidden), (calls_shown, shown) = runs[5.0], runs[float("inf")]
+    assert calls_hidden == calls_shown > 0
+    assert np.array_equal(hidden.points2d, shown.points2d, equal_nan=True)
+    assert (hidden.flags != shown.flags).any()

@@ -707,7 +707,9 @@ class _Runner:
         second = getattr(self.reasoner, "second_opinion", None)
         if second is not None:
             # hybrid: the model is asked only about the labels stage 4 flagged
-            doubtful = ~human & ((res.flags > 0) | _unshown(res)[None])
+            # (a doubt without a flag counts in the views that hold a label, as a flag would)
+            labeled = np.isfinite(res.points2d[..., 0])
+            doubtful = ~human & ((res.flags > 0) | (_unshown(res)[None] & labeled))
             asked = False
             for c, (ctx, regions, answers) in enumerate(views):
                 new = second(ctx, regions, answers, doubtful[c])
