@@ -586,18 +586,24 @@ class _Runner:
 
     def doubted(self, frame: int) -> np.ndarray:
         """``(M, K)`` bool: the model keypoints of a labeled frame the tracker doubts: flagged
-        in some view, or doubted without a flag (:func:`~.refine.place_doubts`, recomputed
-        from the table, so a resumed run doubts exactly what an uninterrupted one did)."""
+        in some view, or doubted without a flag (:meth:`unshown_doubt`)."""
         poses = self.project.poses
         model = poses.source[:, frame] == int(Source.MODEL)
-        flagged = ((poses.flags[:, frame] > 0) & model).any(axis=0)
+        return ((poses.flags[:, frame] > 0) & model).any(axis=0) | self.unshown_doubt(frame)
+
+    def unshown_doubt(self, frame: int) -> np.ndarray:
+        """``(M, K)`` bool: the model keypoints of a labeled frame doubted without a flag
+        (:func:`~.refine.place_doubts`), recomputed from the table, so a resumed run doubts
+        exactly what an uninterrupted one did."""
         if frame not in self.unshown_cache:
-            unshown = np.zeros_like(flagged)
+            poses = self.project.poses
+            unshown = np.zeros((poses.n_individuals, poses.n_keypoints), bool)
             if self.body is not None and self.config.use_refinement:
+                model = (poses.source[:, frame] == int(Source.MODEL)).any(axis=0)
                 unshown = place_doubts(self.project.skeleton, self.body, poses.points3d[frame],
-                                       self.config.refine)[1] & model.any(axis=0)
+                                       self.config.refine)[1] & model
             self.unshown_cache[frame] = unshown
-        return flagged | self.unshown_cache[frame]
+        return self.unshown_cache[frame]
 
     def write(self, frame: int, res: FrameResult) -> None:
         _write_frame(self.project, frame, res)
@@ -767,11 +773,10 @@ def _n_doubtful(res: FrameResult) -> np.ndarray:
 def _stored_result(runner: _Runner, frame: int) -> FrameResult:
     """One frame of the pose table as a stage-4 result."""
     poses = runner.project.poses
-    flagged = ((poses.flags[:, frame] > 0) & (poses.source[:, frame] == int(Source.MODEL))).any(axis=0)
     return FrameResult(poses.points2d[:, frame].copy(), poses.confidence[:, frame].copy(),
                        poses.reproj_error[:, frame].copy(), poses.flags[:, frame].copy(),
                        poses.points3d[frame].copy(), poses.n_views[frame].copy(),
-                       unshown_doubt=runner.doubted(frame) & ~flagged)
+                       unshown_doubt=runner.unshown_doubt(frame))
 
 
 def _keep_revisit(first: FrameResult, second: FrameResult) -> FrameResult | None:
