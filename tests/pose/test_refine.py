@@ -409,3 +409,32 @@ def test_a_paw_clearly_on_its_own_side_at_its_partners_place_is_doubted_but_not_
     pose[0, right] = [-10, 8.5, 0]
     shown, unshown = place_doubts(skeleton, body, pose, params)
     assert shown[0, right] and not unshown[0, right]
+
+
+def _rigid_pair_body():
+    """A five-keypoint animal with a rigid left/right pair (ears: their distance and their
+    distances to the midline stay put over the seeds) on a midline nose, neck and tail."""
+    from napari_behaviorvlm.core.skeleton import Skeleton
+
+    skeleton = Skeleton(["nose", "neck", "tail", "ear_left", "ear_right"],
+                        {"body": ["nose", "neck", "tail"], "ears": ["ear_left", "ear_right"]},
+                        symmetry=[("ear_left", "ear_right")])
+    seeds = [np.array([[[20.0, 0, 0], [0, 0, 0], [-30, 0, 0], [8, 7.5, 3], [8, -7.5, 3]]])
+             + np.array([0.0, 0.0, dz]) for dz in (-0.3, 0.0, 0.3)]
+    return skeleton, BodyModel.from_seeds(skeleton, seeds), seeds[1].copy()
+
+
+def test_off_rigid_pair_needs_both_links_broken_and_a_rigid_pair():
+    skeleton, body, pose = _rigid_pair_body()
+    left, right = skeleton.index("ear_left"), skeleton.index("ear_right")
+    assert (np.nan_to_num(body.off_rigid_pair(skeleton, pose, 2.0, 6.5)) <= 0.0).all()
+    moved = pose.copy()
+    moved[0, right] = [-5.0, -3.0, 15.0]  # the right ear's track on a paw's dot by the head
+    off = body.off_rigid_pair(skeleton, moved, 2.0, 6.5)
+    assert off[0, right] > 3.0
+    assert not off[0, left] > 3.0  # its partner broke, its own link to the neck holds
+    # no rigid pair (the pair test as strict as 0 mm), no verdict
+    assert np.isnan(body.off_rigid_pair(skeleton, moved, 0.0, 6.5)).all()
+    # a missing partner: no verdict either
+    moved[0, left] = np.nan
+    assert np.isnan(body.off_rigid_pair(skeleton, moved, 2.0, 6.5)[0, right])

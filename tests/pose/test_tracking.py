@@ -206,19 +206,37 @@ def test_each_mouse_keeps_its_revisit_unless_it_adds_doubt_or_two_names_for_one_
     assert _keep_revisit(first, result(clash, [(1, 2), (1, 1)])) is None  # 2 > 1
 
 
-def test_hiding_partner_place_doubts_changes_only_the_flags_shown():
-    # a right paw clearly on its own side at the left paw's place is doubted by the tracker
-    # (re-anchoring, revisit, keep check) but not flagged: the labels are those of flagging it
+def _labeled_with_and_without(seed: int, **refine):
+    """A short 2-mouse session labeled twice: with the default refine settings and with
+    ``refine`` (the poses of each)."""
     from napari_behaviorvlm.pose.pipeline import LabelingConfig
     from napari_behaviorvlm.pose.refine import RefineParams
 
-    sim, seeds, source = small_sim(4, 60, 2, 2)
-    hidden, shown = new_project(sim, seeds), new_project(sim, seeds)
-    run_labeling(hidden, frame_source=source)
-    run_labeling(shown, frame_source=source,
-                 config=LabelingConfig(refine=RefineParams(own_side_mm=np.inf)))
-    np.testing.assert_array_equal(hidden.poses.points2d, shown.poses.points2d)
-    np.testing.assert_array_equal(hidden.poses.points3d, shown.poses.points3d)
-    differ = hidden.poses.flags != shown.poses.flags
-    assert differ.any()
-    assert not (hidden.poses.flags & ~shown.poses.flags).any()  # bits hidden, none added
+    sim, seeds, source = small_sim(4, 60, 2, seed)
+    default, changed = new_project(sim, seeds), new_project(sim, seeds)
+    run_labeling(default, frame_source=source)
+    run_labeling(changed, frame_source=source, config=LabelingConfig(refine=RefineParams(**refine)))
+    return sim, default.poses, changed.poses
+
+
+def test_hiding_partner_place_doubts_changes_only_the_flags_shown():
+    # a right paw clearly on its own side at the left paw's place is doubted by the tracker
+    # (re-anchoring, revisit, keep check) but not flagged: the labels are those of flagging it
+    _, hidden, shown = _labeled_with_and_without(2, own_side_mm=np.inf)
+    np.testing.assert_array_equal(hidden.points2d, shown.points2d)
+    np.testing.assert_array_equal(hidden.points3d, shown.points3d)
+    assert (hidden.flags != shown.flags).any()
+    assert not (hidden.flags & ~shown.flags).any()  # bits hidden, none added
+
+
+def test_an_ear_off_its_rigid_pair_is_flagged_for_review_without_steering_the_run():
+    from napari_behaviorvlm.core.pose import Flag
+
+    sim, flagged, off = _labeled_with_and_without(4, rigid_tolerance_mm=np.inf)
+    rigid = (flagged.flags & int(Flag.OFF_RIGID_PAIR)) > 0
+    assert rigid.any() and not (off.flags & int(Flag.OFF_RIGID_PAIR)).any()
+    ears = [sim.skeleton.index("ear_left"), sim.skeleton.index("ear_right")]
+    assert set(np.nonzero(rigid)[3]) <= set(ears)
+    # the same labels and the same other flags: the flag is for review only
+    np.testing.assert_array_equal(flagged.points2d, off.points2d)
+    np.testing.assert_array_equal(flagged.flags & ~np.uint16(int(Flag.OFF_RIGID_PAIR)), off.flags)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import attrs
 import numpy as np
 
-__all__ = ["Flag", "PoseTable", "Source", "flag_reasons"]
+__all__ = ["STEERING_FLAGS", "Flag", "PoseTable", "Source", "flag_reasons"]
 
 
 class Source(enum.IntEnum):
@@ -49,7 +49,9 @@ class Flag(enum.IntFlag):
     pose-pipeline.md, "Flags"): ``SWAP`` covers any identity doubt (left/right partner, the
     other mouse, another body part's place, the wrong side of the body); ``AMBIGUOUS`` a label
     nothing confirms (a close call or a 2-view point away from the prediction) or a pose
-    outside the seeds' distance ranges.
+    outside the seeds' distance ranges; ``OFF_RIGID_PAIR`` a member of a rigid left/right pair
+    (the ears) away from both its partner and the body's midline. Every flag but
+    ``OFF_RIGID_PAIR`` also steers the labeling run (:data:`STEERING_FLAGS`).
     """
 
     HIGH_REPROJ_ERROR = 1
@@ -58,6 +60,7 @@ class Flag(enum.IntFlag):
     SWAP = 8
     LOW_MODEL_CONFIDENCE = 16
     AMBIGUOUS = 32
+    OFF_RIGID_PAIR = 64
 
 
 FLAG_DESCRIPTIONS: dict[Flag, str] = {
@@ -67,7 +70,14 @@ FLAG_DESCRIPTIONS: dict[Flag, str] = {
     Flag.SWAP: "possible swap: left/right, other mouse or another keypoint's place",
     Flag.LOW_MODEL_CONFIDENCE: "low model confidence",
     Flag.AMBIGUOUS: "ambiguous or unconfirmed (few views, off the window or the body shape)",
+    Flag.OFF_RIGID_PAIR: "away from its rigid partner and the body (an ear off the other ear and the neck)",
 }
+
+#: The flags a labeling run treats as doubts about the label (re-anchoring, revisits): all but
+#: ``OFF_RIGID_PAIR``, which is shown for review only (steering by it helped one mouse and
+#: hurt two on the benchmark sessions, docs/pose-pipeline.md).
+STEERING_FLAGS = int(Flag.HIGH_REPROJ_ERROR | Flag.FEW_VIEWS | Flag.JUMP | Flag.SWAP
+                     | Flag.LOW_MODEL_CONFIDENCE | Flag.AMBIGUOUS)
 
 
 def flag_reasons(bits: int) -> list[str]:

@@ -39,7 +39,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from napari_behaviorvlm.core.pose import HUMAN_SOURCES, Flag, Source
+from napari_behaviorvlm.core.pose import HUMAN_SOURCES, STEERING_FLAGS, Flag, Source
 from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
 from napari_behaviorvlm.pose.decoys import Decoys, find_unlabeled_points
@@ -585,11 +585,13 @@ class _Runner:
             list(pool.map(one_view, range(n_cam)))
 
     def doubted(self, frame: int) -> np.ndarray:
-        """``(M, K)`` bool: the model keypoints of a labeled frame the tracker doubts: flagged
-        in some view, or doubted without a flag (:meth:`unshown_doubt`)."""
+        """``(M, K)`` bool: the model keypoints of a labeled frame the tracker doubts: a steering
+        flag in some view (``STEERING_FLAGS``), or a doubt without a flag
+        (:meth:`unshown_doubt`)."""
         poses = self.project.poses
         model = poses.source[:, frame] == int(Source.MODEL)
-        return ((poses.flags[:, frame] > 0) & model).any(axis=0) | self.unshown_doubt(frame)
+        steering = (poses.flags[:, frame] & STEERING_FLAGS) > 0
+        return (steering & model).any(axis=0) | self.unshown_doubt(frame)
 
     def unshown_doubt(self, frame: int) -> np.ndarray:
         """``(M, K)`` bool: the model keypoints of a labeled frame doubted without a flag
@@ -715,7 +717,7 @@ class _Runner:
             # hybrid: the model is asked only about the labels stage 4 flagged
             # (a doubt without a flag counts in the views that hold a label, as a flag would)
             labeled = np.isfinite(res.points2d[..., 0])
-            doubtful = ~human & ((res.flags > 0) | (_unshown(res)[None] & labeled))
+            doubtful = ~human & (((res.flags & STEERING_FLAGS) > 0) | (_unshown(res)[None] & labeled))
             asked = False
             for c, (ctx, regions, answers) in enumerate(views):
                 new = second(ctx, regions, answers, doubtful[c])
@@ -763,10 +765,11 @@ def _unshown(res: FrameResult) -> np.ndarray:
 
 
 def _n_doubtful(res: FrameResult) -> np.ndarray:
-    """Per individual, keypoints of one frame that have a 3D point and a flag in some view or
-    a doubt without one (returns ``(M,)`` int)."""
+    """Per individual, keypoints of one frame that have a 3D point and a steering flag in some
+    view (:data:`~napari_behaviorvlm.core.pose.STEERING_FLAGS`) or a doubt without a flag
+    (returns ``(M,)`` int)."""
     located = np.isfinite(res.points3d).all(axis=-1)
-    doubt = (np.bitwise_or.reduce(res.flags, axis=0) > 0) | _unshown(res)
+    doubt = ((np.bitwise_or.reduce(res.flags, axis=0) & STEERING_FLAGS) > 0) | _unshown(res)
     return (doubt & located).sum(axis=-1)
 
 
@@ -973,7 +976,8 @@ def run_labeling(
                     report.n_dropped += res.n_dropped
                     if reach:
                         model = ~poses.human_mask(f)
-                        doubtful = ((res.flags > 0) & model).any() or _unshown(res).any()
+                        steering = (res.flags & STEERING_FLAGS) > 0
+                        doubtful = (steering & model).any() or _unshown(res).any()
                         pending.append((f, bool(doubtful)))
                     _mark_done(project, done_ranges, config, pending)
                     if on_frame_done is not None:

@@ -149,6 +149,12 @@ class RefineParams:
             seeds' tolerance) ...
         identity_fit: ... fit another keypoint's place within this ...
         identity_ratio: ... and ``identity_ratio`` times better than their own.
+        rigid_pair_mm, rigid_body_mm, rigid_tolerance_mm: OFF_RIGID_PAIR when a member of a
+            rigid left/right pair lies more than ``rigid_tolerance_mm`` outside the seeds'
+            range of its distance to the partner *and* of its distance to its nearest midline
+            keypoint (:meth:`BodyModel.off_rigid_pair`). Rigid: the pair's distance varied less
+            than ``rigid_pair_mm`` over the seeds and each member's distances to the midline
+            keypoints less than ``rigid_body_mm`` (median): the ears, not the paws.
         own_side_mm: ... except at its left/right partner's place for a keypoint more than
             this on its own side of the body's midline plane (a doubt the tracker keeps but
             the user is not shown: :func:`place_doubts`).
@@ -187,6 +193,9 @@ class RefineParams:
     identity_fit: float = 0.8
     identity_ratio: float = 1.5
     own_side_mm: float = 5.0
+    rigid_pair_mm: float = 2.0
+    rigid_body_mm: float = 6.5
+    rigid_tolerance_mm: float = 3.0
     jump_max_views: int = 3
     drop_swap_ambiguous: bool = True
     claim_margin_mm: float = 3.0
@@ -486,6 +495,10 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
         spread_resid = body.range_residual(points3d, params.range_spread_factor)
         kp_flags |= np.where(np.nan_to_num(spread_resid) > params.range_tolerance_mm,
                              int(Flag.AMBIGUOUS), 0).astype(np.uint16)
+        off_rigid = body.off_rigid_pair(skeleton, points3d, params.rigid_pair_mm,
+                                        params.rigid_body_mm)
+        kp_flags |= np.where(np.nan_to_num(off_rigid) > params.rigid_tolerance_mm,
+                             int(Flag.OFF_RIGID_PAIR), 0).astype(np.uint16)
         lat = body.lateral(points3d) * body.side
         kp_flags |= np.where(np.nan_to_num(lat) < -params.side_tolerance_mm,
                              int(Flag.SWAP), 0).astype(np.uint16)
@@ -787,6 +800,47 @@ class BodyModel:
         smallest residual as any other keypoint (:meth:`place_residuals`)."""
         res = self.place_residuals(x3, min_partners)
         return np.diagonal(res, axis1=1, axis2=2).copy(), _other_place(res)
+
+    def off_rigid_pair(self, skeleton: Skeleton, x3: np.ndarray, rigid_pair_mm: float,
+                       rigid_body_mm: float) -> np.ndarray:
+        """``(M, K)`` mm: for each member of a rigid left/right pair, how far its distances to
+        the partner and to its nearest midline keypoint (in the seeds) *both* lie outside the
+        seeds' ranges (the smaller of the two); NaN for other keypoints or when a point is
+        missing.
+
+        Rigid: the pair is a body region of its own (the skeleton's ``ears``; 3 seeds can hold
+        any pair still, as the paws of a short clip), every seed showed it, its distance varied
+        less than ``rigid_pair_mm`` over them, and each member's distances to the midline
+        keypoints varied less than ``rigid_body_mm`` (median): the ears (0.0-1.3 mm and
+        1.5-5.7 mm on 36 simulated seed sets), not the hind paws, which 3 seeds can hold a
+        near-constant 0.9-1.1 mm apart but which move along the body (7.5-9.7 mm). An ear tracked onto a paw's dot next to the
+        head breaks both links; an ear whose partner is wrong breaks only one.
+        """
+        n_ind, n_kp = x3.shape[:2]
+        out = np.full((n_ind, n_kp), np.nan)
+        if self.min_dist is None or self.max_dist is None or self.n_seen is None or not self.midline:
+            return out
+        width = self.max_dist - self.min_dist
+        full = int(self.n_seen.max())
+        pair_regions = [sorted(idx) for idx in skeleton.region_indices().values() if len(idx) == 2]
+        for m in range(n_ind):
+            for a, b in skeleton.symmetry_indices():
+                if sorted((a, b)) not in pair_regions:
+                    continue
+                moves = nanmedian_last(width[m][[a, b]][:, self.midline]).max()
+                if not (self.n_seen[m, a, b] >= full and width[m, a, b] < rigid_pair_mm
+                        and moves < rigid_body_mm):
+                    continue
+                for k, partner in ((a, b), (b, a)):
+                    to_midline = self.mean_dist[m, k, self.midline]
+                    if not np.isfinite(to_midline).any():
+                        continue
+                    near = self.midline[int(np.nanargmin(to_midline))]
+                    d = np.linalg.norm(x3[m, k] - x3[m, [partner, near]], axis=-1)
+                    outside = np.maximum(d - self.max_dist[m, k, [partner, near]],
+                                         self.min_dist[m, k, [partner, near]] - d)
+                    out[m, k] = np.min(outside)  # NaN when a point is missing
+        return out
 
     def _partly_seen(self) -> np.ndarray:
         """``(M, K, K)`` bool: pairs not shown by every seed (their range from fewer seeds is
