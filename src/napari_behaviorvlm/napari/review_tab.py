@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtWidgets import (
-    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget,
+    QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget,
 )
 
 from napari_behaviorvlm.core.review import (
     accept_labels, next_flagged_frame, review_counts, review_items,
 )
+from napari_behaviorvlm.napari.buttons import button, button_row
 from napari_behaviorvlm.napari.keypoint_layers import qt_task
 
 if TYPE_CHECKING:
@@ -32,26 +33,16 @@ class ReviewTab:
         lay = QVBoxLayout(tab)
         self.review_counts_label = QLabel("nothing flagged")
         lay.addWidget(self.review_counts_label)
-        row = QHBoxLayout()
-        self.prev_btn = QPushButton("◀ previous (Shift-N)")
-        self.prev_btn.clicked.connect(self.previous_flagged)
-        self.next_btn = QPushButton("next (N) ▶")
-        self.next_btn.clicked.connect(self.next_flagged)
-        row.addWidget(self.prev_btn)
-        row.addWidget(self.next_btn)
-        lay.addLayout(row)
+        self.prev_btn = button("◀ previous (Shift-N)", self.previous_flagged)
+        self.next_btn = button("next (N) ▶", self.next_flagged)
+        lay.addLayout(button_row(self.prev_btn, self.next_btn))
         self.review_list = QListWidget()
         self.review_list.itemActivated.connect(self._review_item_activated)
         self.review_list.itemClicked.connect(self._review_item_activated)
         lay.addWidget(self.review_list)
-        row = QHBoxLayout()
-        self.accept_btn = QPushButton("Accept selected")
-        self.accept_btn.clicked.connect(self.accept_selected)
-        self.accept_frame_btn = QPushButton("Accept frame (Enter)")
-        self.accept_frame_btn.clicked.connect(self.accept_frame)
-        row.addWidget(self.accept_btn)
-        row.addWidget(self.accept_frame_btn)
-        lay.addLayout(row)
+        self.accept_btn = button("Accept selected", self.accept_selected)
+        self.accept_frame_btn = button("Accept frame (Enter)", self.accept_frame)
+        lay.addLayout(button_row(self.accept_btn, self.accept_frame_btn))
         hint = QLabel("To correct a label, drag it (select mode, key S) or delete it: the label "
                       "becomes human, its 3D and the other cameras update.")
         hint.setWordWrap(True)

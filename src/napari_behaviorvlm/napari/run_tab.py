@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
+    QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
     QSpinBox, QWidget,
 )
 
 from napari_behaviorvlm.core.labeling import seed_frames
+from napari_behaviorvlm.napari.buttons import button, button_row
 from napari_behaviorvlm.napari.keypoint_layers import qt_task
 
 if TYPE_CHECKING:
@@ -78,14 +79,9 @@ class RunTab:
         self.relabel_check.setToolTip("Run the range again so your corrections steer the frames "
                                       "around them; seed and human labels are kept")
         form.addRow(self.relabel_check)
-        row = QHBoxLayout()
-        self.run_btn = QPushButton("Run")
-        self.run_btn.clicked.connect(lambda: self.start_run())
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.clicked.connect(self.cancel_run)
-        row.addWidget(self.run_btn)
-        row.addWidget(self.cancel_btn)
-        form.addRow(row)
+        self.run_btn = button("Run", self.start_run)
+        self.cancel_btn = button("Cancel", self.cancel_run)
+        form.addRow(button_row(self.run_btn, self.cancel_btn))
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m frames")
         form.addRow(self.progress)

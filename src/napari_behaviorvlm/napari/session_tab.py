@@ -8,12 +8,13 @@ from typing import Any
 
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QFileDialog, QHBoxLayout, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget,
+    QFileDialog, QPlainTextEdit, QVBoxLayout, QWidget,
 )
 
 from napari_behaviorvlm.core.labeling import ViewerSettings
 from napari_behaviorvlm.core.project import PROJECT_SUFFIX, Project
 from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
+from napari_behaviorvlm.napari.buttons import button, button_row
 from napari_behaviorvlm.napari.keypoint_layers import KeypointLayers
 from napari_behaviorvlm.napari.project_state import (
     ProjectState, get_project_state, set_project_state,
@@ -41,33 +42,18 @@ class SessionTab:
     def _session_tab(self) -> QWidget:
         tab = QWidget()
         lay = QVBoxLayout(tab)
-        row = QHBoxLayout()
-        self.open_folder_btn = QPushButton("Open folder…")
-        self.open_folder_btn.clicked.connect(self._ask_open_folder)
-        self.open_file_btn = QPushButton("Open file…")
-        self.open_file_btn.setToolTip("session.toml or a .bvlm project")
-        self.open_file_btn.clicked.connect(self._ask_open_file)
-        row.addWidget(self.open_folder_btn)
-        row.addWidget(self.open_file_btn)
-        lay.addLayout(row)
-        row = QHBoxLayout()
-        self.calib_btn = QPushButton("Attach calibration…")
-        self.calib_btn.setToolTip("an anipose calibration.toml with the same camera names")
-        self.calib_btn.clicked.connect(self._ask_calibration)
-        self.save_btn = QPushButton("Save")
-        self.save_btn.clicked.connect(lambda: self.save())
-        self.save_as_btn = QPushButton("Save as…")
-        self.save_as_btn.clicked.connect(self._ask_save_as)
-        self.compute_calib_btn = QPushButton("Compute calibration…")
-        self.compute_calib_btn.setToolTip("from a board file and one board video per camera")
-        self.compute_calib_btn.clicked.connect(self._ask_compute_calibration)
-        row.addWidget(self.calib_btn)
-        row.addWidget(self.compute_calib_btn)
-        lay.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(self.save_btn)
-        row.addWidget(self.save_as_btn)
-        lay.addLayout(row)
+        self.open_folder_btn = button("Open folder…", self._ask_open_folder)
+        self.open_file_btn = button("Open file…", self._ask_open_file,
+                                    "session.toml or a .bvlm project")
+        lay.addLayout(button_row(self.open_folder_btn, self.open_file_btn))
+        self.calib_btn = button("Attach calibration…", self._ask_calibration,
+                                "an anipose calibration.toml with the same camera names")
+        self.compute_calib_btn = button("Compute calibration…", self._ask_compute_calibration,
+                                        "from a board file and one board video per camera")
+        lay.addLayout(button_row(self.calib_btn, self.compute_calib_btn))
+        self.save_btn = button("Save", self.save)
+        self.save_as_btn = button("Save as…", self._ask_save_as)
+        lay.addLayout(button_row(self.save_btn, self.save_as_btn))
         self.session_info = QPlainTextEdit()
         self.session_info.setReadOnly(True)
         self.session_info.setPlaceholderText("No session open.")
