@@ -44,7 +44,7 @@ For one multi-view frame, given each view's stage-3 assignment:
    - ``SWAP``: exchanging a left/right pair (or the same keypoint of two individuals) fits
      the temporal prediction better than the labels do; or a left/right keypoint lies more
      than ``side_tolerance_mm`` on the wrong side of the body; or the point sits at another
-     keypoint's place on the body (:meth:`BodyModel.identity_residual`: its distances to the
+     keypoint's place on the body (:meth:`BodyModel.place_residuals`: its distances to the
      other keypoints misfit its own seed distances by more than ``identity_residual`` and
      fit another keypoint's within ``identity_fit`` and ``identity_ratio`` times better: a
      paw on an ear's dot; at the left/right partner's place of a keypoint lying more than
@@ -793,13 +793,6 @@ class BodyModel:
             n = np.isfinite(dev).sum(axis=2)
             out[m] = np.where((n >= min_partners) & ok[:, None], nanmedian_last(dev), np.nan)
         return out
-
-    def identity_residual(self, x3: np.ndarray, min_partners: int = 3
-                          ) -> tuple[np.ndarray, np.ndarray]:
-        """``own`` ``(M, K)``: each point's residual as itself, and ``other`` ``(M, K)``: its
-        smallest residual as any other keypoint (:meth:`place_residuals`)."""
-        res = self.place_residuals(x3, min_partners)
-        return np.diagonal(res, axis1=1, axis2=2).copy(), _other_place(res)
 
     def off_rigid_pair(self, skeleton: Skeleton, x3: np.ndarray, rigid_pair_mm: float,
                        rigid_body_mm: float) -> np.ndarray:
