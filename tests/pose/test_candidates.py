@@ -64,3 +64,41 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="grayscale"):
         detect_candidates(np.zeros((4, 4, 4, 4), np.uint8))
     assert len(detect_candidates(np.zeros((50, 50), np.uint8))) == 0
+
+
+def test_local_maxima_and_border_sampling_match_the_whole_image_filters():
+    """The sparse peak test and the out-of-image sampling give what a 3x3 dilation and a
+    padded copy (constant 0 for the top-hat, edge-replicated for the raw image) would."""
+    import cv2
+
+    from napari_behaviorvlm.pose.candidates import _local_maxima, _sample
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        hat = rng.normal(0, 8, (37, 53)).astype(np.float32)
+        hat[rng.integers(0, 37, 12), rng.integers(0, 53, 12)] = 60  # plateaus, edges
+        hat[0, :3] = hat[-1, -3:] = 80
+        dil = cv2.dilate(hat, np.ones((3, 3), np.uint8))
+        want = np.nonzero((hat >= dil) & (hat >= 20))
+        got = _local_maxima(hat, 20.0, np.empty(hat.shape, bool))
+        assert [a.tolist() for a in got] == [a.tolist() for a in want]
+        raw = rng.integers(0, 255, (37, 53)).astype(np.uint8)
+        ys, xs = rng.integers(-8, 45, 200), rng.integers(-8, 61, 200)
+        pad_hat = cv2.copyMakeBorder(hat, 8, 8, 8, 8, cv2.BORDER_CONSTANT, value=0)
+        pad_raw = cv2.copyMakeBorder(raw, 8, 8, 8, 8, cv2.BORDER_REPLICATE)
+        assert np.array_equal(_sample(hat, ys, xs), pad_hat[ys + 8, xs + 8])
+        assert np.array_equal(_sample(raw, ys, xs), pad_raw[ys + 8, xs + 8])
+
+
+def test_detection_reuses_its_buffers_without_leaking_them():
+    """Two views in a row: the first one's candidates are not changed by the second."""
+    img = np.full((60, 80), 30.0)
+    _gauss(img, 20.3, 30.6, 150)
+    first = detect_candidates(img.astype(np.uint8))
+    kept = first.xy.copy()
+    other = np.full((60, 80), 30.0)
+    _gauss(other, 50.0, 10.0, 150)
+    second = detect_candidates(other.astype(np.uint8))
+    assert np.array_equal(first.xy, kept) and len(first) == len(second) == 1
+    assert np.linalg.norm(first.xy[0] - [20.3, 30.6]) < 0.3
+    assert np.linalg.norm(second.xy[0] - [50.0, 10.0]) < 0.3

@@ -25,6 +25,8 @@ top-left pixel's centre.
 
 from __future__ import annotations
 
+import threading
+
 import attrs
 import cv2
 import numpy as np
@@ -90,6 +92,28 @@ class Candidates:
 
 
 _KERNELS: dict[int, np.ndarray] = {}
+_WORK = threading.local()
+
+
+@attrs.define(eq=False)
+class _WorkImages:
+    """Whole-image buffers of one thread's detections, reused from view to view: a fresh
+    allocation of each (a page-faulted megabyte) took longer than the filters filling it
+    (2.8 ms against 1.1 ms per 640x480 view)."""
+
+    tophat: np.ndarray  # uint8
+    hat: np.ndarray  # float32
+    smooth: np.ndarray  # float32
+    mask: np.ndarray  # bool
+
+
+def _work_images(shape: tuple[int, ...]) -> _WorkImages:
+    work = getattr(_WORK, "images", None)
+    if work is None or work.tophat.shape != shape:
+        work = _WorkImages(np.empty(shape, np.uint8), np.empty(shape, np.float32),
+                           np.empty(shape, np.float32), np.empty(shape, bool))
+        _WORK.images = work
+    return work
 
 
 def _disc(radius: int) -> np.ndarray:
@@ -129,14 +153,16 @@ def detect_candidates(image: np.ndarray, params: CandidateParams | None = None) 
     if img.dtype != np.uint8:
         img = np.clip(img, 0, 255).astype(np.uint8)
     r = int(params.max_radius)
-    hat = cv2.morphologyEx(img, cv2.MORPH_TOPHAT, _disc(r)).astype(np.float32)
+    work = _work_images(img.shape)
+    cv2.morphologyEx(img, cv2.MORPH_TOPHAT, _disc(r), dst=work.tophat)
+    hat = work.hat
+    np.copyto(hat, work.tophat)
     if params.smooth_sigma > 0:
-        hat = cv2.GaussianBlur(hat, (0, 0), params.smooth_sigma)
+        hat = cv2.GaussianBlur(hat, (0, 0), params.smooth_sigma, dst=work.smooth)
     noise = _noise_sigma(hat)
     thr = max(0.5 * float(params.min_peak), params.snr * noise)
     peak_thr = max(float(params.min_peak), thr)
-    dil = cv2.dilate(hat, np.ones((3, 3), np.uint8))
-    ys, xs = np.nonzero((hat >= dil) & (hat >= peak_thr))
+    ys, xs = _local_maxima(hat, peak_thr, work.mask)
     if ys.size == 0:
         return Candidates()
     vals = hat[ys, xs]
@@ -146,16 +172,12 @@ def detect_candidates(image: np.ndarray, params: CandidateParams | None = None) 
     keep = _suppress_plateaus(xs, ys, vals, hat, params, dip=3.0 * noise)
     ys, xs, vals = ys[keep], xs[keep], vals[keep]
 
-    # windows (N, 2r+1, 2r+1) around every peak of the top-hat image and of the raw image
-    pad = r + 3
-    hat_p = cv2.copyMakeBorder(hat, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    img_p = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    # windows (N, 2r+1, 2r+1) around every peak of the top-hat image
     off = np.arange(-r, r + 1)
-    wy = (ys + pad)[:, None, None] + off[None, :, None]
-    wx = (xs + pad)[:, None, None] + off[None, None, :]
-    win = hat_p[wy, wx]
+    gy = ys[:, None, None] + off[None, :, None]
+    gx = xs[:, None, None] + off[None, None, :]
+    win = _sample(hat, gy, gx)
     # each window pixel belongs to its nearest peak, so a neighbouring (merged) dot does not count
-    gy, gx = wy - pad, wx - pad
     nearest = np.full(win.shape, np.inf)
     for j in range(ys.size):
         nearest = np.minimum(nearest, (gy - ys[j]) ** 2 + (gx - xs[j]) ** 2)
@@ -179,17 +201,49 @@ def detect_candidates(image: np.ndarray, params: CandidateParams | None = None) 
     ring_r = r + 2
     ry = np.round(ring_r * np.sin(ang)).astype(int)
     rx = np.round(ring_r * np.cos(ang)).astype(int)
-    ring = img_p[(ys + pad)[:, None] + ry[None], (xs + pad)[:, None] + rx[None]].astype(np.float32)
-    contrast = img_p[ys + pad, xs + pad].astype(np.float32) - np.median(ring, axis=1)
+    ring = _sample(img, ys[:, None] + ry[None], xs[:, None] + rx[None]).astype(np.float32)
+    contrast = img[ys, xs].astype(np.float32) - np.median(ring, axis=1)
     sharp = vals / np.maximum(contrast, 1.0)
     ok = ((area >= params.min_area) & (area <= params.max_area)
           & (elong <= params.max_elongation) & (sharp >= params.min_sharpness))
     if not ok.any():
         return Candidates()
     ys, xs, vals, area = ys[ok], xs[ok], vals[ok], area[ok]
-    xy = _subpixel(hat_p, xs + pad, ys + pad) - pad
+    xy = _subpixel(hat, xs, ys)
     order = np.argsort(-vals, kind="stable")[: params.max_candidates]
     return Candidates(xy[order], vals[order].astype(np.float32), area[order])
+
+
+def _sample(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """``image[ys, xs]`` for indices that may lie outside the image: a uint8 (raw) image
+    repeats its edge there, a float (top-hat) image is 0 there (as the padding each would get
+    from ``cv2.copyMakeBorder`` with ``BORDER_REPLICATE`` / ``BORDER_CONSTANT``)."""
+    h, w = image.shape
+    values = image[np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)]
+    if image.dtype == np.uint8:
+        return values
+    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+    return np.where(inside, values, image.dtype.type(0))
+
+
+def _local_maxima(hat: np.ndarray, threshold: float, mask: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns (row-major order) of the pixels at or above ``threshold`` that are
+    the largest of their 3x3 neighbourhood within the image (ties included). Only the few
+    pixels above the threshold are compared with their neighbours. ``mask``: a bool work
+    image of ``hat``'s shape."""
+    h, w = hat.shape
+    np.greater_equal(hat, threshold, out=mask)
+    ys, xs = np.divmod(np.flatnonzero(mask), w)  # 20x faster than 2D nonzero
+    if ys.size == 0:
+        return ys, xs
+    peak = np.ones(ys.size, bool)
+    v = hat[ys, xs]
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:  # an index clipped at the edge lands on a pixel of the window
+                peak &= v >= hat[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)]
+    return ys[peak], xs[peak]
 
 
 def _suppress_plateaus(xs, ys, vals, hat, params: CandidateParams, dip: float) -> np.ndarray:
@@ -226,12 +280,13 @@ def _suppress_plateaus(xs, ys, vals, hat, params: CandidateParams, dip: float) -
     return np.asarray(sorted(kept), dtype=int) if n else np.zeros(0, dtype=int)
 
 
-def _subpixel(hat_p: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """``(N, 2)`` subpixel peak positions (padded coordinates) by a log-parabola (Gaussian) fit
-    over the 3x3 neighbourhood; an intensity-weighted 5x5 centroid where the peak is flat."""
-    c = hat_p[ys, xs].astype(np.float64)
-    l, rr = hat_p[ys, xs - 1].astype(np.float64), hat_p[ys, xs + 1].astype(np.float64)
-    u, d = hat_p[ys - 1, xs].astype(np.float64), hat_p[ys + 1, xs].astype(np.float64)
+def _subpixel(hat: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` subpixel peak positions by a log-parabola (Gaussian) fit over the 3x3
+    neighbourhood; an intensity-weighted 5x5 centroid where the peak is flat (0 outside the
+    image)."""
+    c = hat[ys, xs].astype(np.float64)
+    l, rr = _sample(hat, ys, xs - 1).astype(np.float64), _sample(hat, ys, xs + 1).astype(np.float64)
+    u, d = _sample(hat, ys - 1, xs).astype(np.float64), _sample(hat, ys + 1, xs).astype(np.float64)
     eps = 1e-3
     lc, ll, lr, lu, ld = (np.log(np.maximum(v, eps)) for v in (c, l, rr, u, d))
     den_x, den_y = ll - 2 * lc + lr, lu - 2 * lc + ld
@@ -245,7 +300,7 @@ def _subpixel(hat_p: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         off = np.arange(-2, 3)
         wy = ys[bad, None, None] + off[None, :, None]
         wx = xs[bad, None, None] + off[None, None, :]
-        win = hat_p[wy, wx].astype(np.float64)
+        win = _sample(hat, wy, wx).astype(np.float64)
         win = np.clip(win - 0.3 * win.max(axis=(1, 2), keepdims=True), 0, None)
         tot = win.sum(axis=(1, 2)) + 1e-9
         out[bad, 0] = xs[bad] + (win * off[None, None, :]).sum(axis=(1, 2)) / tot

@@ -28,12 +28,14 @@ merged into the pose table and the frame is recorded as done in ``project.settin
 from __future__ import annotations
 
 import bisect
+import logging
 import os
+import pickle
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -43,6 +45,7 @@ from napari_behaviorvlm.core.pose import HUMAN_SOURCES, STEERING_FLAGS, Flag, So
 from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
 from napari_behaviorvlm.pose.decoys import Decoys, find_unlabeled_points
+from napari_behaviorvlm.pose.detect_worker import DetectionWorker
 from napari_behaviorvlm.pose.reasoner import LocalReasoner, Reasoner, ViewContext, ViewExample, harmonize
 from napari_behaviorvlm.pose.refine import (
     BodyModel,
@@ -65,6 +68,8 @@ __all__ = [
     "retriangulate_frame",
     "run_labeling",
 ]
+
+log = logging.getLogger(__name__)
 
 SETTINGS_KEY = "pose_labeling"
 BACKENDS = ("local", "vlm", "hybrid")
@@ -567,6 +572,15 @@ class _Runner:
             self.cand_cache[key] = detect_candidates(self.read(camera, frame), self.config.candidates)
         return self.cand_cache[key]
 
+    def detect_elsewhere(self, worker: DetectionWorker, frames: Sequence[int]) -> bool:
+        """Fill the candidates of ``frames`` from a helper process; False when it failed."""
+        found = worker.detect(frames)
+        if found is None:
+            return False
+        for key, cand in found.items():
+            self.cand_cache.setdefault(key, cand)
+        return True
+
     def prefetch(self, frames: Sequence[int]) -> None:
         """Detect candidates of ``frames`` in every view, reading each video in frame order
         (the views in parallel threads when each has its own reader: decoding and OpenCV
@@ -952,45 +966,65 @@ def run_labeling(
             on_frame_done(frame)
         runner.forget([frame])
 
+    # the blocks of frames in labeling order (a run with nothing left still gets one, empty,
+    # for the revisits it saved); while one block is labeled, a helper process detects the
+    # candidates of the next one on a second core
+    blocks: list[tuple[int, list[int], list[int], bool, bool]] = []
+    for direction, run in runs:
+        seq = [f for f in run if f not in done]
+        chunks = [seq[b0:b0 + block] for b0 in range(0, len(seq), block)] or [[]]
+        blocks += [(direction, run, chunk, j == 0, j == len(chunks) - 1)
+                   for j, chunk in enumerate(chunks)]
+    worker = _start_detection_worker(project, config, frame_source, blocks)
+    ahead = ThreadPoolExecutor(max_workers=1) if worker is not None else None
+    fetched: Future | None = None
     try:
-        for direction, run in runs:
-            # a run stopped earlier resumes with the frames that waited for their revisit
-            pending.extend((f, saved[f]) for f in run if f in saved)
-            if pending:
-                runner.prefetch([f for f, _ in pending])
-            seq = [f for f in run if f not in done]
-            for b0 in range(0, len(seq), block):
-                chunk = seq[b0:b0 + block]
+        for i, (direction, run, chunk, first, last) in enumerate(blocks):
+            if first:
+                # a run stopped earlier resumes with the frames that waited for their revisit
+                pending.extend((f, saved[f]) for f in run if f in saved)
+                if pending:
+                    runner.prefetch([f for f, _ in pending])
+            if fetched is None or not fetched.result():
                 runner.prefetch(chunk)
-                for f in chunk:
-                    if should_stop is not None and should_stop():
-                        report.cancelled = True
-                        return report
-                    res, calls = runner.label_frame(f, direction)
-                    done.add(f)
-                    _add_to_ranges(done_ranges, f)
-                    report.frames_done.append(f)
-                    report.view_frames += poses.n_cameras
-                    report.vlm_calls += calls
-                    report.n_changed += res.n_changed
-                    report.n_dropped += res.n_dropped
-                    if reach:
-                        model = ~poses.human_mask(f)
-                        steering = (res.flags & STEERING_FLAGS) > 0
-                        doubtful = (steering & model).any() or _unshown(res).any()
-                        pending.append((f, bool(doubtful)))
-                    _mark_done(project, done_ranges, config, pending)
-                    if on_frame_done is not None:
-                        on_frame_done(f)
-                    if len(pending) > reach:
-                        revisit(direction)
-                    if on_progress is not None:
-                        on_progress(len(report.frames_done), todo_total)
-                waiting = {p for p, _ in pending}
-                runner.forget([f for f in chunk if f not in waiting])
-            while pending:  # the run's last frames: the other side is the next run or a seed
-                revisit(direction)
+            fetched = None
+            following = blocks[i + 1][2] if i + 1 < len(blocks) else []
+            if ahead is not None and worker is not None and worker.alive and following:
+                fetched = ahead.submit(runner.detect_elsewhere, worker, following)
+            for f in chunk:
+                if should_stop is not None and should_stop():
+                    report.cancelled = True
+                    return report
+                res, calls = runner.label_frame(f, direction)
+                done.add(f)
+                _add_to_ranges(done_ranges, f)
+                report.frames_done.append(f)
+                report.view_frames += poses.n_cameras
+                report.vlm_calls += calls
+                report.n_changed += res.n_changed
+                report.n_dropped += res.n_dropped
+                if reach:
+                    model = ~poses.human_mask(f)
+                    steering = (res.flags & STEERING_FLAGS) > 0
+                    doubtful = (steering & model).any() or _unshown(res).any()
+                    pending.append((f, bool(doubtful)))
+                _mark_done(project, done_ranges, config, pending)
+                if on_frame_done is not None:
+                    on_frame_done(f)
+                if len(pending) > reach:
+                    revisit(direction)
+                if on_progress is not None:
+                    on_progress(len(report.frames_done), todo_total)
+            waiting = {p for p, _ in pending}
+            runner.forget([f for f in chunk if f not in waiting])
+            if last:
+                while pending:  # the run's last frames: the other side is the next run or a seed
+                    revisit(direction)
     finally:
+        if ahead is not None:
+            ahead.shutdown(wait=True, cancel_futures=True)
+        if worker is not None:
+            worker.close()
         report.seconds = time.perf_counter() - start
         if report.frames_done:
             frames_done = np.asarray(report.frames_done)
@@ -1001,6 +1035,23 @@ def run_labeling(
         if usage is not None:
             report.vlm_usage = usage() if callable(usage) else dict(usage)
     return report
+
+
+def _start_detection_worker(project: Project, config: LabelingConfig, frame_source: Any,
+                            blocks: Sequence[tuple[int, list[int], list[int], bool, bool]]
+                            ) -> DetectionWorker | None:
+    """A helper process detecting candidates ahead of the labeling
+    (:mod:`~napari_behaviorvlm.pose.detect_worker`), when the frames come from the session's
+    videos, a second core is there and at least two blocks need candidates; else None."""
+    if frame_source is not None or (os.cpu_count() or 1) < 2:
+        return None
+    if sum(1 for b in blocks if b[2]) < 2:
+        return None
+    try:
+        return DetectionWorker(project.session, config.candidates)
+    except (OSError, ValueError, pickle.PicklingError) as exc:
+        log.info("no helper process for candidate detection (%r); detecting in this one", exc)
+        return None
 
 
 def retriangulate_frame(project: Project, frame: int, params: RefineParams | None = None) -> None:
