@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -84,3 +87,18 @@ def test_labeling_with_the_helper_gives_the_labels_of_labeling_without_it(writte
         assert np.array_equal(getattr(with_helper.poses, name), getattr(without.poses, name),
                               equal_nan=True), name
     assert np.isfinite(with_helper.poses.points3d).any()
+
+
+def test_a_session_that_cannot_be_sent_leaves_no_helper_behind(written, monkeypatch):
+    _, session = written
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    with pytest.raises((pickle.PicklingError, TypeError, AttributeError)):
+        DetectionWorker(lambda: session, CandidateParams())  # a lambda does not pickle
+    assert started and started[0].poll() is not None  # ended, not waiting on its stdin

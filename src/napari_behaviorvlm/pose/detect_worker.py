@@ -46,13 +46,19 @@ class DetectionWorker:
 
     Raises:
         OSError: the helper process cannot be started.
+        pickle.PicklingError: the session cannot be sent (the helper is ended).
     """
 
     def __init__(self, session: Any, params: CandidateParams) -> None:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "napari_behaviorvlm.pose.detect_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self._send((session, params))
+        try:
+            self._send((session, params))
+        except BaseException:
+            self._proc.kill()
+            self.close()
+            raise
 
     def _send(self, message: Any) -> None:
         assert self._proc.stdin is not None

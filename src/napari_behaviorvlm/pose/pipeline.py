@@ -31,6 +31,7 @@ import bisect
 import logging
 import os
 import pickle
+import sys
 import time
 import warnings
 from collections import deque
@@ -1042,8 +1043,11 @@ def _start_detection_worker(project: Project, config: LabelingConfig, frame_sour
                             ) -> DetectionWorker | None:
     """A helper process detecting candidates ahead of the labeling
     (:mod:`~napari_behaviorvlm.pose.detect_worker`), when the frames come from the session's
-    videos, a second core is there and at least two blocks need candidates; else None."""
+    videos, a second core is there, the process is not a bundled app (whose executable is not
+    Python) and at least two blocks need candidates; else None."""
     if frame_source is not None or (os.cpu_count() or 1) < 2:
+        return None
+    if getattr(sys, "frozen", False):  # a bundled app: sys.executable is the app, not Python
         return None
     if sum(1 for b in blocks if b[2]) < 2:
         return None
