@@ -102,3 +102,20 @@ def test_a_session_that_cannot_be_sent_leaves_no_helper_behind(written, monkeypa
     with pytest.raises((pickle.PicklingError, TypeError, AttributeError)):
         DetectionWorker(lambda: session, CandidateParams())  # a lambda does not pickle
     assert started and started[0].poll() is not None  # ended, not waiting on its stdin
+
+
+def test_a_run_cancelled_while_the_helper_works_resumes_to_the_same_labels(written, monkeypatch):
+    sim, session = written
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
+    whole = _project(sim, session)
+    pipeline.run_labeling(whole)
+    parts = _project(sim, session)
+    calls = []
+    first = pipeline.run_labeling(parts, should_stop=lambda: calls.append(1) or len(calls) > 30)
+    assert first.cancelled and 0 < len(first.frames_done) < 87
+    second = pipeline.run_labeling(parts)
+    assert not second.cancelled
+    assert set(first.frames_done) | set(second.frames_done) == set(range(90)) - set(SEEDS)
+    for name in ("points2d", "points3d", "flags", "source"):
+        assert np.array_equal(getattr(whole.poses, name), getattr(parts.poses, name),
+                              equal_nan=True), name
