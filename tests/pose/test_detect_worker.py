@@ -119,3 +119,12 @@ def test_a_run_cancelled_while_the_helper_works_resumes_to_the_same_labels(writt
     for name in ("points2d", "points3d", "flags", "source"):
         assert np.array_equal(getattr(whole.poses, name), getattr(parts.poses, name),
                               equal_nan=True), name
+
+
+def test_the_helper_run_by_hand_says_what_it_is():
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "napari_behaviorvlm.pose.detect_worker"],
+                          input=b"hello\n", capture_output=True, timeout=60)
+    assert done.returncode == 1
+    assert b"helper process" in done.stderr and b"Traceback" not in done.stderr

@@ -31,7 +31,7 @@ import attrs
 import cv2
 import numpy as np
 
-__all__ = ["CandidateParams", "Candidates", "detect_candidates"]
+__all__ = ["CandidateParams", "Candidates", "detect_candidates", "detection_image"]
 
 
 @attrs.define(frozen=True)
@@ -121,6 +121,14 @@ def _disc(radius: int) -> np.ndarray:
         size = 2 * radius + 1
         _KERNELS[radius] = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     return _KERNELS[radius]
+
+
+def detection_image(frame: np.ndarray) -> np.ndarray:
+    """The image a decoded video frame is searched in: the frame itself when it is grayscale
+    ``(H, W)``, its first channel when it is color ``(H, W, C)`` (a grayscale recording
+    decoded as color has the glow in every channel)."""
+    img = np.asarray(frame)
+    return img if img.ndim == 2 else img[..., 0]
 
 
 def _noise_sigma(image: np.ndarray) -> float:

@@ -30,7 +30,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
-from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
+from napari_behaviorvlm.pose.candidates import (
+    CandidateParams,
+    Candidates,
+    detect_candidates,
+    detection_image,
+)
 
 __all__ = ["DetectionWorker"]
 
@@ -115,9 +120,7 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
             found = {}
             for c, video in enumerate(videos):
                 for f in sorted(frames):
-                    img = video[f]
-                    img = img if img.ndim == 2 else img[..., 0]
-                    cand = detect_candidates(img, params)
+                    cand = detect_candidates(detection_image(video[f]), params)
                     found[(c, f)] = (cand.xy, cand.peak, cand.area)
             reply: tuple[str, Any] = ("ok", found)
         except Exception as exc:  # reported to the parent, which detects in its own process
@@ -135,6 +138,9 @@ def main() -> None:
         _serve(sys.stdin.buffer, replies)
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass
+    except pickle.UnpicklingError:
+        sys.exit("napari_behaviorvlm.pose.detect_worker is the labeling's helper process: it "
+                 "reads pickled requests from run_labeling, not input typed by hand")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,12 @@ import numpy as np
 
 from napari_behaviorvlm.core.pose import HUMAN_SOURCES, STEERING_FLAGS, Flag, Source
 from napari_behaviorvlm.core.project import Project
-from napari_behaviorvlm.pose.candidates import CandidateParams, Candidates, detect_candidates
+from napari_behaviorvlm.pose.candidates import (
+    CandidateParams,
+    Candidates,
+    detect_candidates,
+    detection_image,
+)
 from napari_behaviorvlm.pose.decoys import Decoys, find_unlabeled_points
 from napari_behaviorvlm.pose.detect_worker import DetectionWorker
 from napari_behaviorvlm.pose.reasoner import LocalReasoner, Reasoner, ViewContext, ViewExample, harmonize
@@ -304,16 +309,18 @@ def make_reasoner(config: LabelingConfig) -> Reasoner:
 
 
 # --------------------------------------------------------------------------- frames
+def _video_source(videos: Sequence[Any]) -> FrameSource:
+    """A frame source reading one indexable video per camera."""
+    def read(camera: int, frame: int) -> np.ndarray:
+        return detection_image(videos[camera][frame])
+
+    return read
+
+
 def _default_frame_source(project: Project) -> FrameSource:
     from napari_behaviorvlm.video.session_io import open_session_videos
 
-    videos = open_session_videos(project.session)
-
-    def read(camera: int, frame: int) -> np.ndarray:
-        img = np.asarray(videos[camera][frame])
-        return img if img.ndim == 2 else img[..., 0]
-
-    return read
+    return _video_source(open_session_videos(project.session))
 
 
 def _as_frame_source(frame_source: Any, project: Project) -> FrameSource:
@@ -321,13 +328,7 @@ def _as_frame_source(frame_source: Any, project: Project) -> FrameSource:
         return _default_frame_source(project)
     if callable(frame_source):
         return frame_source
-    videos = list(frame_source)
-
-    def read(camera: int, frame: int) -> np.ndarray:
-        img = np.asarray(videos[camera][frame])
-        return img if img.ndim == 2 else img[..., 0]
-
-    return read
+    return _video_source(list(frame_source))
 
 
 # --------------------------------------------------------------------------- prediction
@@ -990,7 +991,7 @@ def run_labeling(
                 runner.prefetch(chunk)
             fetched = None
             following = blocks[i + 1][2] if i + 1 < len(blocks) else []
-            if ahead is not None and worker is not None and worker.alive and following:
+            if ahead is not None and worker.alive and following:
                 fetched = ahead.submit(runner.detect_elsewhere, worker, following)
             for f in chunk:
                 if should_stop is not None and should_stop():
