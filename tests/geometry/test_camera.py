@@ -107,3 +107,28 @@ def test_rotation_follows_the_rotation_vector_and_is_read_only(rig):
     assert not cam.rotation.flags.writeable
     cam.rvec = cam.rvec + np.array([0.0, 0.1, 0.0])  # a recalibrated camera
     assert np.array_equal(cam.rotation, cv2.Rodrigues(cam.rvec)[0])
+
+
+def test_projection_matches_opencv_and_is_nan_behind_the_camera(rig):
+    import cv2
+
+    rng = np.random.default_rng(3)
+    sample = rng.uniform([-300, -300, -50], [300, 300, 400], (380, 3))
+    sample[:5] = np.nan
+    for cam in rig:
+        # 20 points behind this camera (negative depth), then the rest
+        behind = (rng.uniform([-50, -50, -300], [50, 50, -1], (20, 3)) - cam.tvec) @ cam.rotation
+        points = np.vstack([behind, sample])
+        ahead = cam.world_to_camera(points)[:, 2] > 1e-9
+        assert (~ahead).sum() >= 20
+        expected, _ = cv2.projectPoints(points[ahead].reshape(-1, 1, 3), cam.rvec, cam.tvec,
+                                        cam.matrix, cam.dist)
+        pixels = cam.project(points)
+        np.testing.assert_allclose(pixels[ahead], expected.reshape(-1, 2), rtol=0, atol=1e-9)
+        assert np.isnan(pixels[~ahead]).all()
+    # the group projects through every camera at once, with any leading shape
+    grid = sample[5:].reshape(5, 75, 3)
+    together = rig.project(grid)
+    assert together.shape == (len(rig), 5, 75, 2)
+    for c, cam in enumerate(rig):
+        np.testing.assert_array_equal(together[c], cam.project(grid))

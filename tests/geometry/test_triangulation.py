@@ -116,3 +116,15 @@ def test_ransac_min_views_and_unusable_points(rig, truth):
     assert result2.n_views[0, 0] == 2
     with pytest.raises(ValueError, match="min_views"):
         triangulate_ransac(points2d, rig, min_views=1)
+
+
+def test_a_moved_camera_is_triangulated_with_its_new_pose(truth):
+    # the conditioned projections are kept per camera pose: moving a camera must not reuse
+    # the old ones
+    group = camera_ring(4)
+    assert np.abs(triangulate(group.project(truth), group) - truth).max() < 1e-6
+    group[1].tvec = group[1].tvec + np.array([40.0, -25.0, 60.0])
+    group[2].rvec = group[2].rvec + np.array([0.0, 0.05, -0.03])
+    moved = group.project(truth)
+    assert np.abs(triangulate(moved, group) - truth).max() < 1e-6
+    assert np.abs(triangulate_ransac(moved, group).points3d - truth).max() < 1e-6

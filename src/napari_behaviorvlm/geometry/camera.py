@@ -82,6 +82,36 @@ def _rotation(rvec: tuple[float, float, float]) -> np.ndarray:
     return rotation
 
 
+def _project(cameras: Sequence[Camera], points: np.ndarray) -> np.ndarray:
+    """World points (..., 3) mm -> distorted pixels (C, ..., 2) in each camera, all at once.
+
+    OpenCV's pinhole model with ``k1 k2 p1 p2 k3`` distortion, as ``cv2.projectPoints``
+    computes it (the camera matrix's skew is ignored there too); NaN for NaN inputs and for
+    points at or behind a camera's centre plane.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    flat = points.reshape(-1, 3)
+    rotation = np.stack([cam.rotation for cam in cameras])  # (C, 3, 3)
+    tvec = np.stack([cam.tvec for cam in cameras])[:, None]  # (C, 1, 3)
+    matrix = np.stack([cam.matrix for cam in cameras])
+    k1, k2, p1, p2, k3 = np.stack([cam.dist for cam in cameras]).T[..., None]  # each (C, 1)
+    cam = np.matmul(flat, rotation.transpose(0, 2, 1)) + tvec  # (C, N, 3)
+    depth = cam[..., 2]
+    ahead = depth > 1e-9
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = cam[..., 0] / depth
+        y = cam[..., 1] / depth
+    r2 = x * x + y * y
+    radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    xy2 = 2.0 * x * y
+    xd = x * radial + p1 * xy2 + p2 * (r2 + 2.0 * x * x)
+    yd = y * radial + p1 * (r2 + 2.0 * y * y) + p2 * xy2
+    out = np.stack([xd * matrix[:, 0, 0, None] + matrix[:, 0, 2, None],
+                    yd * matrix[:, 1, 1, None] + matrix[:, 1, 2, None]], axis=-1)
+    out[~ahead] = np.nan
+    return out.reshape((len(cameras),) + points.shape[:-1] + (2,))
+
+
 @attrs.define(eq=False)
 class Camera:
     """One calibrated camera (see module docstring for conventions)."""
@@ -123,16 +153,7 @@ class Camera:
 
         NaN inputs give NaN outputs. Points behind the camera give NaN.
         """
-        points = np.asarray(points, dtype=np.float64)
-        flat = points.reshape(-1, 3)
-        out = np.full((flat.shape[0], 2), np.nan)
-        cam = self.world_to_camera(flat)
-        ok = np.isfinite(flat).all(axis=1) & (cam[:, 2] > 1e-9)
-        if ok.any():
-            proj, _ = cv2.projectPoints(flat[ok].reshape(-1, 1, 3), self.rvec, self.tvec,
-                                        self.matrix, self.dist)
-            out[ok] = proj.reshape(-1, 2)
-        return out.reshape(points.shape[:-1] + (2,))
+        return _project([self], points)[0]
 
     def distortion_limit(self) -> float:
         """Largest distorted normalized radius the radial model reaches (inf if it never folds).
@@ -223,8 +244,9 @@ class CameraGroup:
         return CameraGroup([self[n] for n in names], dict(self.metadata))
 
     def project(self, points: np.ndarray) -> np.ndarray:
-        """World points (..., 3) mm -> pixels (C, ..., 2) in every camera."""
-        return np.stack([cam.project(points) for cam in self.cameras])
+        """World points (..., 3) mm -> pixels (C, ..., 2) in every camera (NaN for NaN inputs
+        and for points behind a camera)."""
+        return _project(self.cameras, points)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}

@@ -24,11 +24,15 @@ import attrs
 import numpy as np
 
 from napari_behaviorvlm.geometry.camera import CameraGroup
+from napari_behaviorvlm.geometry.vectors import vector_length
 
 __all__ = ["TriangulationResult", "reprojection_errors", "triangulate", "triangulate_ransac"]
 
 # Points x camera pairs evaluated at once by triangulate_ransac (bounds its memory).
 _PAIR_BATCH = 20000
+
+# _conditioned_projections' results by camera poses
+_CONDITIONED: dict[bytes, tuple[np.ndarray, float, np.ndarray]] = {}
 
 
 def _check_points2d(points2d, group: CameraGroup) -> np.ndarray:
@@ -55,21 +59,28 @@ def _check_weights(weights, shape: tuple[int, ...]) -> np.ndarray:
     return weights
 
 
-def _conditioning(group: CameraGroup) -> tuple[np.ndarray, float]:
-    """World centre (3,) and scale (mm) that make the DLT well conditioned."""
-    centers = np.stack([cam.center for cam in group])
-    origin = centers.mean(axis=0)
-    scale = float(np.linalg.norm(centers - origin, axis=1).mean())
-    return origin, scale if scale > 1e-9 else 1.0
+def _conditioned_projections(group: CameraGroup) -> tuple[np.ndarray, float, np.ndarray]:
+    """World centre (3,) and scale (mm) that make the DLT well conditioned, and the (C, 3, 4)
+    ``[R | t]`` of every camera acting on conditioned homogeneous points
+    ``((X - origin) / scale, 1)``.
 
-
-def _normalized_projections(group: CameraGroup, origin: np.ndarray, scale: float) -> np.ndarray:
-    """(C, 3, 4) ``[R | t]`` acting on conditioned homogeneous points ``((X - origin)/scale, 1)``."""
-    mats = []
-    for cam in group:
-        rot = cam.rotation
-        mats.append(np.hstack([rot * scale, (rot @ origin + cam.tvec)[:, None]]))
-    return np.stack(mats)
+    Kept per camera pose (read-only arrays): the labeling triangulates a few thousand times
+    per run with the same cameras.
+    """
+    key = b"".join(cam.rvec.tobytes() + cam.tvec.tobytes() for cam in group)
+    found = _CONDITIONED.get(key)
+    if found is None:
+        centers = np.stack([cam.center for cam in group])
+        origin = centers.mean(axis=0)
+        scale = float(np.linalg.norm(centers - origin, axis=1).mean())
+        scale = scale if scale > 1e-9 else 1.0
+        proj = np.stack([np.hstack([cam.rotation * scale,
+                                    (cam.rotation @ origin + cam.tvec)[:, None]]) for cam in group])
+        origin.flags.writeable = proj.flags.writeable = False
+        if len(_CONDITIONED) >= 64:
+            _CONDITIONED.clear()
+        found = _CONDITIONED[key] = (origin, scale, proj)
+    return found
 
 
 def _undistort_all(points2d: np.ndarray, group: CameraGroup) -> np.ndarray:
@@ -138,8 +149,8 @@ def triangulate(points2d, group: CameraGroup, weights=None) -> np.ndarray:
     lead = points2d.shape[1:-1]
     flat = points2d.reshape(len(group), -1, 2)
     w = _check_weights(weights, points2d.shape[:-1]).reshape(len(group), -1)
-    origin, scale = _conditioning(group)
-    proj = _normalized_projections(group, origin, scale)[:, None]
+    origin, scale, proj = _conditioned_projections(group)
+    proj = proj[:, None]
     out = _dlt(_undistort_all(flat, group), w, proj, origin, scale)
     return out.reshape(lead + (3,))
 
@@ -163,7 +174,7 @@ def reprojection_errors(points3d, points2d, group: CameraGroup) -> np.ndarray:
             "expected (..., 3) with the same ... as (C, ..., 2)"
         )
     projected = group.project(points3d)
-    return np.linalg.norm(projected - points2d, axis=-1)
+    return vector_length(projected - points2d)
 
 
 @attrs.define(eq=False)
@@ -216,8 +227,7 @@ def triangulate_ransac(points2d, group: CameraGroup, threshold_px: float = 15.0,
     flat = points2d.reshape(n_cam, -1, 2)
     w = _check_weights(weights, points2d.shape[:-1]).reshape(n_cam, -1)
     observed = np.isfinite(flat).all(axis=-1) & (w > 0)  # (C, N)
-    origin, scale = _conditioning(group)
-    proj = _normalized_projections(group, origin, scale)
+    origin, scale, proj = _conditioned_projections(group)
     norm = _undistort_all(flat, group)
 
     # hypothesis 0: all observed views. Points where every observed view is an inlier cannot be
@@ -243,7 +253,7 @@ def triangulate_ransac(points2d, group: CameraGroup, threshold_px: float = 15.0,
         pair_norm = np.stack([norm_idx[first], norm_idx[second]])  # (2, P, n, 2)
         pair_w = np.stack([w_used[first], w_used[second]])
         pts = _dlt(pair_norm, pair_w, pair_proj, origin, scale)  # (P, n, 3)
-        err = np.linalg.norm(group.project(pts) - flat[:, None, idx], axis=-1)  # (C, P, n)
+        err = vector_length(group.project(pts) - flat[:, None, idx])  # (C, P, n)
         inl = usable[:, None] & (err < threshold_px)
         count = inl.sum(axis=0)  # (P, n)
         with np.errstate(invalid="ignore"):

@@ -44,6 +44,7 @@ import numpy as np
 
 from napari_behaviorvlm.core.pose import HUMAN_SOURCES, STEERING_FLAGS, Flag, Source
 from napari_behaviorvlm.core.project import Project
+from napari_behaviorvlm.geometry.vectors import vector_length
 from napari_behaviorvlm.pose.candidates import (
     CandidateParams,
     Candidates,
@@ -371,7 +372,7 @@ def _extrapolate(win: np.ndarray, idx: list[int], frame: int, damping: float, ba
     else:
         vel = np.zeros_like(x1)
         have2 = np.zeros_like(ok[0])
-    speed = np.linalg.norm(np.nan_to_num(vel), axis=-1)
+    speed = vector_length(np.nan_to_num(vel))
     pred = np.where(have2[..., None], x1 + damping * vel * gap0, np.where(ok[0][..., None], x1, np.nan))
     sigma = np.where(have2, base + per_speed * speed * gap0, stale) + stale_step * (gap0 - 1)
     sigma = np.where(ok[0], sigma, np.nan)
@@ -505,7 +506,7 @@ def predict_two_sided(points3d: np.ndarray, trusted: np.ndarray, frame: int, rea
     xa, xb = points3d[a, m_idx, k_idx], points3d[b, m_idx, k_idx]
     w = ((frame - a) / (b - a))[:, None]
     pred[ok] = (1.0 - w) * xa + w * xb
-    sigma[ok] = TWO_SIDED_BASE_MM + TWO_SIDED_PER_MM * np.linalg.norm(xb - xa, axis=-1)
+    sigma[ok] = TWO_SIDED_BASE_MM + TWO_SIDED_PER_MM * vector_length(xb - xa)
     return pred, sigma
 
 
@@ -523,7 +524,7 @@ def _robust_rigid_fit(src_all: np.ndarray, dst_all: np.ndarray, ok: np.ndarray,
         if np.linalg.svd(src - src.mean(axis=0), compute_uv=False)[1] < 5.0:
             return None
         rot, t = _kabsch(src, dst)
-        res = np.linalg.norm(src @ rot.T + t - dst, axis=1)
+        res = vector_length(src @ rot.T + t - dst)
         if res.max() <= outlier_mm or ok.sum() == 3:
             return float(res.mean()), rot, t
         ok[np.flatnonzero(ok)[int(res.argmax())]] = False
@@ -695,7 +696,7 @@ class _Runner:
             cand = self.candidates(c, frame)
             if human[c].any():
                 # the dots a human already named are not offered again
-                d = np.linalg.norm(cand.xy[:, None] - human_xy[c][human[c]][None], axis=2)
+                d = vector_length(cand.xy[:, None] - human_xy[c][human[c]][None])
                 cand = cand.subset(~(d < 1.5).any(axis=1)) if len(cand) else cand
             cands.append(cand)
             w, h = cam.size
@@ -830,7 +831,7 @@ def _keep_revisit(first: FrameResult, second: FrameResult) -> FrameResult | None
 def _shares_a_dot(points2d: np.ndarray) -> bool:
     """Whether two labels of a view ``(C, M, K, 2)`` name the same position."""
     xy = points2d.reshape(points2d.shape[0], -1, 2)
-    d = np.linalg.norm(xy[:, :, None] - xy[:, None], axis=-1)
+    d = vector_length(xy[:, :, None] - xy[:, None])
     n = xy.shape[1]
     d[:, np.arange(n), np.arange(n)] = np.inf
     return bool((d < 0.01).any())
@@ -857,7 +858,7 @@ def _seed_peaks(runner: _Runner, seeds: Sequence[int]) -> np.ndarray | None:
                     xy = poses.points2d[c, f, m, k]
                     if not np.isfinite(xy).all():
                         continue
-                    d = np.linalg.norm(cand.xy - xy, axis=1)
+                    d = vector_length(cand.xy - xy)
                     j = int(d.argmin())
                     if d[j] < 2.0:
                         peaks[k].append(float(cand.peak[j]))

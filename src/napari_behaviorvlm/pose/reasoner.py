@@ -36,6 +36,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from napari_behaviorvlm.core.skeleton import Skeleton
+from napari_behaviorvlm.geometry.vectors import vector_length
 from napari_behaviorvlm.pose.candidates import Candidates
 
 __all__ = [
@@ -219,40 +220,54 @@ class LocalReasoner:
     def locate_regions(self, ctx: ViewContext) -> list[RegionEstimate]:
         groups = _region_groups(ctx.skeleton, self.use_regions)
         cand = ctx.candidates.xy
+        known = np.isfinite(ctx.predicted).all(axis=-1)  # (M, K)
+        free = known & ~ctx.locked
+        slots = [(m, region, kps) for m in range(ctx.n_individuals)
+                 for region, kps in groups.items()]
+        fitted = [self.use_regions and len(cand) > 0 and np.count_nonzero(free[m, kps]) >= 2
+                  for m, _, kps in slots]
+        offsets = iter(_fit_offsets(
+            [ctx.predicted[m, kps][free[m, kps]] for (m, _, kps), f in zip(slots, fitted) if f],
+            [ctx.sigma[m, kps][free[m, kps]] for (m, _, kps), f in zip(slots, fitted) if f],
+            cand, self.gate, self.region_prior_px))
         out = []
-        for m in range(ctx.n_individuals):
-            for region, kps in groups.items():
-                pred = ctx.predicted[m, kps]
-                sig = ctx.sigma[m, kps]
-                free = ~ctx.locked[m, kps] & np.isfinite(pred).all(axis=1)
-                offset = np.zeros(2)
-                if self.use_regions and free.sum() >= 2 and len(cand):
-                    offset = _fit_offset(pred[free], sig[free], cand, self.gate, self.region_prior_px)
-                known = np.isfinite(pred).all(axis=1)
-                if known.any():
-                    centre = pred[known].mean(axis=0) + offset
-                    radius = float(_length(pred[known] - centre + offset).max())
-                else:
-                    centre, radius = np.full(2, np.nan), 0.0
-                out.append(RegionEstimate(m, region, list(kps), offset, centre,
-                                          radius + 3.0 * float(np.nanmax(sig, initial=5.0))))
+        for (m, region, kps), fit in zip(slots, fitted):
+            offset = next(offsets) if fit else np.zeros(2)
+            pred = ctx.predicted[m, kps][known[m, kps]]
+            if len(pred):
+                centre = pred.mean(axis=0) + offset
+                radius = float(vector_length(pred - centre + offset).max())
+            else:
+                centre, radius = np.full(2, np.nan), 0.0
+            spread = 3.0 * float(np.nanmax(ctx.sigma[m, kps], initial=5.0))
+            out.append(RegionEstimate(m, region, list(kps), offset, centre, radius + spread))
         return out
 
     def assign_regions(self, ctx: ViewContext, regions: list[RegionEstimate]) -> list[RegionAnswer]:
-        return [self._assign(ctx, est) for est in regions]
-
-    def _assign(self, ctx: ViewContext, est: RegionEstimate) -> RegionAnswer:
-        m, kps = est.individual, est.keypoints
-        pred = ctx.predicted[m, kps] + est.offset
-        sig = np.maximum(ctx.sigma[m, kps], 0.5)
+        if not regions:
+            return []
+        # the geometric costs of every region's keypoints in one call, then one small
+        # assignment per region
+        kps = np.concatenate([est.keypoints for est in regions])
+        pred = np.concatenate([ctx.predicted[est.individual, est.keypoints] + est.offset
+                               for est in regions])
+        sig = np.maximum(np.concatenate([ctx.sigma[est.individual, est.keypoints]
+                                         for est in regions]), 0.5)
         cost = geometric_cost(pred, sig, ctx.candidates, self.gate,
                               None if ctx.ref_peak is None else ctx.ref_peak[kps],
                               self.brightness_weight)
-        cost[ctx.locked[m, kps]] = _BIG
-        none_cost = np.full(len(kps), 0.5 * self.gate ** 2)
-        choice, conf = _solve_small(cost, none_cost)
-        return RegionAnswer(m, est.region, list(kps), cost, none_cost, choice, conf,
-                            np.zeros(len(kps), np.uint16), "local")
+        none = 0.5 * self.gate ** 2
+        out, start = [], 0
+        for est in regions:
+            k = len(est.keypoints)
+            region_cost = cost[start:start + k]
+            start += k
+            region_cost[ctx.locked[est.individual, est.keypoints]] = _BIG
+            none_cost = np.full(k, none)
+            choice, conf = _solve_small(region_cost, none_cost)
+            out.append(RegionAnswer(est.individual, est.region, list(est.keypoints), region_cost,
+                                    none_cost, choice, conf, np.zeros(k, np.uint16), "local"))
+        return out
 
 
 def _region_groups(skeleton: Skeleton, use_regions: bool) -> dict[str, list[int]]:
@@ -268,7 +283,7 @@ def geometric_cost(pred: np.ndarray, sigma: np.ndarray, candidates: Candidates, 
     n = len(candidates)
     if n == 0:
         return np.zeros((len(pred), 0))
-    d = np.linalg.norm(pred[:, None, :] - candidates.xy[None], axis=2) / sigma[:, None]
+    d = vector_length(pred[:, None, :] - candidates.xy[None]) / sigma[:, None]
     # + log(sigma^2 / sigma0^2): the Gaussian's normalisation, so an uncertain prediction
     # does not win a dot from a confident one at the same normalised distance
     cost = 0.5 * d ** 2 + np.log(np.maximum(sigma, SIGMA0_PX) / SIGMA0_PX)[:, None] * 2.0
@@ -279,43 +294,89 @@ def geometric_cost(pred: np.ndarray, sigma: np.ndarray, candidates: Candidates, 
     return cost
 
 
-def _fit_offset(pred: np.ndarray, sig: np.ndarray, cand: np.ndarray, gate: float,
-                prior_px: float) -> np.ndarray:
-    """Robust translation of a region's predictions onto the candidates (px).
+def _fit_offsets(preds: list[np.ndarray], sigmas: list[np.ndarray], cand: np.ndarray,
+                 gate: float, prior_px: float) -> list[np.ndarray]:
+    """Robust translation of each region's predictions onto the candidates (px), all regions of
+    a view at once.
 
-    Hypotheses: no offset and every (keypoint, nearby candidate) displacement; each is scored by
-    the summed truncated cost of every keypoint's nearest candidate plus a prior on the offset.
-    The prior's scale is at most twice the smallest sigma of the region: a shift that a
-    confident keypoint's prediction rules out is not bought by its uncertain neighbours (which
-    would slide a chain such as the tail by one dot, each keypoint onto the next one's dot).
+    Per region, the hypotheses are no offset and every (keypoint, nearby candidate)
+    displacement; each is scored by the summed truncated cost of every keypoint's nearest
+    candidate plus a prior on the offset. The prior's scale is at most twice the region's
+    smallest sigma: a shift that a confident keypoint's prediction rules out is not bought by
+    its uncertain neighbours (which would slide a chain such as the tail by one dot, each
+    keypoint onto the next one's dot).
+
+    Args:
+        preds: per region, ``(K_r, 2)`` px predictions (finite, ``K_r >= 1``).
+        sigmas: per region, ``(K_r,)`` px prediction sigmas.
+        cand: ``(N, 2)`` px candidate positions (``N >= 1``).
+
+    Returns:
+        Per region, the ``(2,)`` px offset.
     """
-    prior_px = min(prior_px, 2.0 * float(sig.min()))
-    search = gate * sig.max() + prior_px
-    diff = cand[None] - pred[:, None]  # (K, N, 2)
-    ki, ci = np.nonzero(_length(diff) < search)
-    hyps = np.vstack([np.zeros((1, 2)), diff[ki, ci]])
-    moved = pred[None] + hyps[:, None, :]  # (H, K, 2)
-    gap = moved[:, :, None, :] - cand[None, None]
-    dist = np.sqrt((gap * gap).sum(axis=3).min(axis=2))
-    cost = np.minimum(0.5 * (dist / sig[None]) ** 2, 0.5 * gate ** 2).sum(axis=1)
-    cost = cost + 0.5 * (_length(hyps) / prior_px) ** 2
-    best = hyps[int(np.argmin(cost))]
+    if not preds:
+        return []
+    n_reg = len(preds)
+    sizes = np.array([len(p) for p in preds])
+    region = np.repeat(np.arange(n_reg), sizes)  # (Kt,) region of each keypoint
+    pred = np.concatenate(preds)
+    sig = np.concatenate(sigmas)
+    prior = np.array([min(prior_px, 2.0 * float(s.min())) for s in sigmas])
+    search = np.array([gate * float(s.max()) for s in sigmas]) + prior
+    diff = cand[None] - pred[:, None]  # (Kt, N, 2)
+    dist_all = vector_length(diff)
+    ki, ci = np.nonzero(dist_all < search[region][:, None])
+    # hypotheses grouped by region, each group's "no offset" first
+    hyp_region = np.concatenate([np.arange(n_reg), region[ki]])
+    order = np.argsort(hyp_region, kind="stable")
+    hyp_region = hyp_region[order]
+    hyps = np.concatenate([np.zeros((n_reg, 2)), diff[ki, ci]])[order]
+    # every hypothesis moves its region's keypoints, padded to the largest region
+    width = int(sizes.max())
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    slot = np.arange(width)
+    real = slot[None] < sizes[:, None]  # (R, width)
+    member = np.where(real, starts[:, None] + slot[None], 0)[hyp_region]  # (H, width)
+    moved = pred[member] + hyps[:, None, :]  # (H, width, 2)
+    # a keypoint's nearest candidate only counts inside its gate: a candidate farther than
+    # search + gate * sigma (+ 1 px for rounding) from every prediction of a region cannot
+    # change that region's costs, so each region looks only at its own nearby candidates
+    # (padded with a candidate at infinity)
+    near = dist_all <= (search[region] + gate * sig + 1.0)[:, None]  # (Kt, N)
+    near_region = np.zeros((n_reg, len(cand)), bool)
+    np.logical_or.at(near_region, region, near)
+    n_near = near_region.sum(axis=1)
+    cols = np.full((n_reg, max(int(n_near.max()), 1)), len(cand))
+    rr, cc = np.nonzero(near_region)
+    cols[rr, np.arange(len(rr)) - (np.cumsum(n_near) - n_near)[rr]] = cc
+    padded = np.vstack([cand, np.full((1, 2), np.inf)])
+    near_xy = padded[cols[hyp_region]]  # (H, n, 2)
+    gap_x = moved[:, :, None, 0] - near_xy[:, None, :, 0]  # (H, width, n)
+    gap_y = moved[:, :, None, 1] - near_xy[:, None, :, 1]
+    dist = np.sqrt((gap_x * gap_x + gap_y * gap_y).min(axis=2))
+    term = np.minimum(0.5 * (dist / sig[member]) ** 2, 0.5 * gate ** 2)
+    # the padding adds exact zeros after each region's own terms
+    cost = np.where(real[hyp_region], term, 0.0).sum(axis=1)
+    cost += 0.5 * (vector_length(hyps) / prior[hyp_region]) ** 2
+    first = np.searchsorted(hyp_region, np.arange(n_reg))
+    ends = np.append(first[1:], len(hyps))
+    best = np.stack([hyps[a + int(np.argmin(cost[a:b]))] for a, b in zip(first, ends)])
     # refine: residual of the inliers under the best offset, weighted by 1 / sigma^2 (an
     # uncertain keypoint must not drag a confident one off its dot)
-    moved = pred + best
-    dd = _length(moved[:, None] - cand[None])
+    moved = pred + best[region]
+    dd = vector_length(moved[:, None] - cand[None])
     j = dd.argmin(axis=1)
     inl = dd[np.arange(len(pred)), j] < 2.0 * sig
-    if inl.sum() >= 2:
-        w = 1.0 / sig[inl] ** 2
-        best = best + ((cand[j[inl]] - moved[inl]) * w[:, None]).sum(axis=0) / w.sum()
-    return best
-
-
-def _length(vectors: np.ndarray) -> np.ndarray:
-    """Euclidean length over the last axis (``np.linalg.norm(..., axis=-1)``, the same
-    numbers, without its per-call overhead in the per-region loops)."""
-    return np.sqrt((vectors * vectors).sum(axis=-1))
+    shift = cand[j] - moved
+    out = []
+    for r in range(n_reg):
+        mine = inl & (region == r)
+        if mine.sum() >= 2:
+            w = 1.0 / sig[mine] ** 2
+            out.append(best[r] + (shift[mine] * w[:, None]).sum(axis=0) / w.sum())
+        else:
+            out.append(best[r])
+    return out
 
 
 def _solve_small(cost: np.ndarray, none_cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

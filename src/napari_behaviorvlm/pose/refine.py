@@ -81,6 +81,7 @@ from napari_behaviorvlm.geometry.triangulation import (
     triangulate,
     triangulate_ransac,
 )
+from napari_behaviorvlm.geometry.vectors import vector_length
 from napari_behaviorvlm.pose.candidates import Candidates
 
 __all__ = ["FrameResult", "RefineParams", "nanmedian_last", "place_doubts", "refine_frame",
@@ -283,7 +284,7 @@ def refine_frame(
         weights = _weights(human, assign_conf)
         res = triangulate_ransac(obs, group, params.threshold_px, weights=weights)
         x3 = res.points3d
-        near_pred = np.linalg.norm(x3 - predicted3d, axis=-1) < np.maximum(3.0 * sigma3d, 6.0)
+        near_pred = vector_length(x3 - predicted3d) < np.maximum(3.0 * sigma3d, 6.0)
         trusted = (res.n_views >= 3) | ((res.n_views == 2) & near_pred)
         trusted &= np.isfinite(x3).all(axis=-1)
         if trusted.any():
@@ -360,7 +361,7 @@ def _retry_jumps(group: CameraGroup, x3: np.ndarray, obs: np.ndarray, human: np.
     views) near the prediction, they replace the keypoint's labels (and leave the keypoints
     that held them). Returns whether anything changed."""
     limit = np.maximum(params.jump_mm, 4.0 * np.nan_to_num(sigma, nan=np.inf))
-    dist = np.linalg.norm(x3 - pred, axis=-1)
+    dist = vector_length(x3 - pred)
     jumped = np.isfinite(dist) & (dist > limit)
     lost = ~np.isfinite(x3).all(axis=-1) & np.isfinite(pred).all(axis=-1)
     todo = np.argwhere(jumped | lost)
@@ -375,7 +376,7 @@ def _retry_jumps(group: CameraGroup, x3: np.ndarray, obs: np.ndarray, human: np.
         for c in range(n_cam):
             if human[c, m, k] or len(candidates[c]) == 0 or not np.isfinite(p2[c]).all():
                 continue
-            d = np.linalg.norm(candidates[c].xy - p2[c], axis=1)
+            d = vector_length(candidates[c].xy - p2[c])
             if lost[m, k]:  # a lost keypoint only takes a dot nobody holds
                 d[index[c][index[c] >= 0]] = np.inf
             j = int(d.argmin())
@@ -420,10 +421,10 @@ def _resolve_view(c: int, proj: np.ndarray, trusted: np.ndarray, obs: np.ndarray
     hum = np.argwhere(human[c])
     if len(hum):
         hxy = obs[c][human[c]]
-        dh = np.linalg.norm(cand.xy[None] - hxy[:, None], axis=2)
+        dh = vector_length(cand.xy[None] - hxy[:, None])
         taken_by_human = (dh < 1.5).any(axis=0)
     pts = proj[rows[:, 0], rows[:, 1]]
-    d = np.linalg.norm(pts[:, None] - cand.xy[None], axis=2)
+    d = vector_length(pts[:, None] - cand.xy[None])
     cost = 0.5 * (d / params.reassign_sigma_px) ** 2
     gate = 0.5 * (params.threshold_px / params.reassign_sigma_px) ** 2
     cost[(d > params.threshold_px) | taken_by_human[None]] = 1e6
@@ -471,7 +472,7 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     kp_flags |= np.where(n_views < 2, int(Flag.FEW_VIEWS), 0).astype(np.uint16)
     has3 = np.isfinite(points3d).all(axis=-1)
     haspred = np.isfinite(predicted3d).all(axis=-1)
-    dist = np.linalg.norm(points3d - predicted3d, axis=-1)
+    dist = vector_length(points3d - predicted3d)
     far = has3 & haspred & (n_views == 2)
     # a close call in stage 3 that only 2 views support and that left the prediction
     close_call = labeled & (np.nan_to_num(assign_margin, nan=1e3) < params.ambiguous_margin)
@@ -694,7 +695,7 @@ def seed_pair_distances(poses: np.ndarray | Sequence[np.ndarray]
         (NaN for a pair no seed showed); ``n_seen``: ``(M, K, K)`` int, seeds that showed both.
     """
     stack = np.asarray(poses, dtype=float)
-    d = np.linalg.norm(stack[:, :, :, None] - stack[:, :, None], axis=-1)  # (S, M, K, K)
+    d = vector_length(stack[:, :, :, None] - stack[:, :, None])  # (S, M, K, K)
     with np.errstate(invalid="ignore"), _quiet():
         mean = np.nanmean(d, axis=0)
         lo, hi = np.nanmin(d, axis=0), np.nanmax(d, axis=0)
@@ -750,7 +751,7 @@ class BodyModel:
         with fewer than ``min_partners`` partners."""
         if self.min_dist is None or self.max_dist is None:
             return np.full(x3.shape[:2], np.nan)
-        d = np.linalg.norm(x3[:, :, None] - x3[:, None], axis=-1)
+        d = vector_length(x3[:, :, None] - x3[:, None])
         dev = np.maximum(d - self.max_dist, self.min_dist - d)
         n_kp = x3.shape[1]
         dev = np.where(self._partly_seen(), dev - PARTLY_SEEN_MM, dev)
@@ -785,7 +786,7 @@ class BodyModel:
         eye = np.eye(n_kp, dtype=bool)
         for m in range(n_ind):
             ok = np.isfinite(x3[m]).all(axis=-1)
-            d = np.linalg.norm(x3[m][:, None] - x3[m][None], axis=-1)  # (a, k)
+            d = vector_length(x3[m][:, None] - x3[m][None])  # (a, k)
             # (a, j, k): point a as keypoint j, against partner k
             dev = np.abs(d[:, None, :] - self.mean_dist[m][None]) / tol[m][None]
             bad = eye[:, None, :] | eye[None, :, :] | ~ok[None, None, :]
@@ -829,7 +830,7 @@ class BodyModel:
                     if not np.isfinite(to_midline).any():
                         continue
                     near = self.midline[int(np.nanargmin(to_midline))]
-                    d = np.linalg.norm(x3[m, k] - x3[m, [partner, near]], axis=-1)
+                    d = vector_length(x3[m, k] - x3[m, [partner, near]])
                     outside = np.maximum(d - self.max_dist[m, k, [partner, near]],
                                          self.min_dist[m, k, [partner, near]] - d)
                     out[m, k] = np.min(outside)  # NaN when a point is missing
