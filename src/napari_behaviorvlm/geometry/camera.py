@@ -26,8 +26,8 @@ import numpy as np
 import tomli_w
 
 __all__ = [
-    "CalibrationError", "Camera", "CameraGroup", "camera_ring", "load_calibration", "look_at",
-    "save_calibration",
+    "CalibrationError", "Camera", "CameraGroup", "RigArrays", "camera_ring", "load_calibration",
+    "look_at", "rig_arrays", "save_calibration",
 ]
 
 
@@ -82,6 +82,67 @@ def _rotation(rvec: tuple[float, float, float]) -> np.ndarray:
     return rotation
 
 
+@attrs.frozen(eq=False)
+class RigArrays:
+    """The parameters of a list of cameras stacked for vectorized work (read-only arrays).
+
+    Attributes:
+        rotation_t: ``(C, 3, 3)`` transposed world -> camera rotations (``X_cam = X R^T + t``).
+        tvec: ``(C, 1, 3)`` mm translations.
+        focal, principal: ``(C, 1)`` pairs ``(fx, fy)`` and ``(cx, cy)`` px, each as two arrays.
+        dist: five ``(C, 1)`` arrays ``k1 k2 p1 p2 k3``.
+        origin: ``(3,)`` mm world centre of the cameras, and ``scale`` (mm) their mean distance
+            to it: the conditioning of triangulation.
+        conditioned: ``(C, 3, 4)`` ``[R | t]`` acting on conditioned homogeneous points
+            ``((X - origin) / scale, 1)``.
+    """
+
+    rotation_t: np.ndarray
+    tvec: np.ndarray
+    focal: tuple[np.ndarray, np.ndarray]
+    principal: tuple[np.ndarray, np.ndarray]
+    dist: tuple[np.ndarray, ...]
+    origin: np.ndarray
+    scale: float
+    conditioned: np.ndarray
+
+
+# rig_arrays' results by the cameras' parameters
+_RIG_ARRAYS: dict[bytes, RigArrays] = {}
+
+
+def rig_arrays(cameras: Sequence[Camera]) -> RigArrays:
+    """:class:`RigArrays` of ``cameras``, kept per set of camera parameters (the labeling
+    projects and triangulates ~100,000 times per run with the same cameras; a camera whose
+    parameters change gets new arrays)."""
+    key = b"".join(cam.rvec.tobytes() + cam.tvec.tobytes() + cam.matrix.tobytes()
+                   + cam.dist.tobytes() for cam in cameras)
+    found = _RIG_ARRAYS.get(key)
+    if found is None:
+        rotation = np.stack([cam.rotation for cam in cameras])
+        matrix = np.stack([cam.matrix for cam in cameras])
+        centers = np.stack([cam.center for cam in cameras])
+        origin = centers.mean(axis=0)
+        scale = float(np.linalg.norm(centers - origin, axis=1).mean())
+        scale = scale if scale > 1e-9 else 1.0
+        conditioned = np.stack([np.hstack([cam.rotation * scale,
+                                           (cam.rotation @ origin + cam.tvec)[:, None]])
+                                for cam in cameras])
+        arrays = [rotation.transpose(0, 2, 1), np.stack([cam.tvec for cam in cameras])[:, None],
+                  matrix[:, 0, 0, None], matrix[:, 1, 1, None],
+                  matrix[:, 0, 2, None], matrix[:, 1, 2, None],
+                  *np.stack([cam.dist for cam in cameras]).T[..., None], origin, conditioned]
+        for arr in arrays:
+            arr.flags.writeable = False
+        rot_t, tvec, fx, fy, cx, cy, k1, k2, p1, p2, k3, origin, conditioned = arrays
+        found = RigArrays(rot_t, tvec, (fx, fy), (cx, cy), (k1, k2, p1, p2, k3), origin, scale,
+                          conditioned)
+        if len(_RIG_ARRAYS) >= 64:
+            _RIG_ARRAYS.clear()
+        _RIG_ARRAYS[key] = found
+    return found
+
+
 def _project(cameras: Sequence[Camera], points: np.ndarray) -> np.ndarray:
     """World points (..., 3) mm -> distorted pixels (C, ..., 2) in each camera, all at once.
 
@@ -89,26 +150,22 @@ def _project(cameras: Sequence[Camera], points: np.ndarray) -> np.ndarray:
     computes it (the camera matrix's skew is ignored there too); NaN for NaN inputs and for
     points at or behind a camera's centre plane.
     """
+    rig = rig_arrays(cameras)
     points = np.asarray(points, dtype=np.float64)
-    flat = points.reshape(-1, 3)
-    rotation = np.stack([cam.rotation for cam in cameras])  # (C, 3, 3)
-    tvec = np.stack([cam.tvec for cam in cameras])[:, None]  # (C, 1, 3)
-    matrix = np.stack([cam.matrix for cam in cameras])
-    k1, k2, p1, p2, k3 = np.stack([cam.dist for cam in cameras]).T[..., None]  # each (C, 1)
-    cam = np.matmul(flat, rotation.transpose(0, 2, 1)) + tvec  # (C, N, 3)
+    cam = np.matmul(points.reshape(-1, 3), rig.rotation_t) + rig.tvec  # (C, N, 3)
     depth = cam[..., 2]
-    ahead = depth > 1e-9
     with np.errstate(invalid="ignore", divide="ignore"):
         x = cam[..., 0] / depth
         y = cam[..., 1] / depth
+    k1, k2, p1, p2, k3 = rig.dist
     r2 = x * x + y * y
     radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
     xy2 = 2.0 * x * y
-    xd = x * radial + p1 * xy2 + p2 * (r2 + 2.0 * x * x)
-    yd = y * radial + p1 * (r2 + 2.0 * y * y) + p2 * xy2
-    out = np.stack([xd * matrix[:, 0, 0, None] + matrix[:, 0, 2, None],
-                    yd * matrix[:, 1, 1, None] + matrix[:, 1, 2, None]], axis=-1)
-    out[~ahead] = np.nan
+    out = np.empty(cam.shape[:2] + (2,))
+    (fx, fy), (cx, cy) = rig.focal, rig.principal
+    out[..., 0] = (x * radial + p1 * xy2 + p2 * (r2 + 2.0 * x * x)) * fx + cx
+    out[..., 1] = (y * radial + p1 * (r2 + 2.0 * y * y) + p2 * xy2) * fy + cy
+    out[~(depth > 1e-9)] = np.nan
     return out.reshape((len(cameras),) + points.shape[:-1] + (2,))
 
 

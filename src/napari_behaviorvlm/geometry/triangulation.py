@@ -23,16 +23,13 @@ from itertools import combinations
 import attrs
 import numpy as np
 
-from napari_behaviorvlm.geometry.camera import CameraGroup
+from napari_behaviorvlm.geometry.camera import CameraGroup, rig_arrays
 from napari_behaviorvlm.geometry.vectors import vector_length
 
 __all__ = ["TriangulationResult", "reprojection_errors", "triangulate", "triangulate_ransac"]
 
 # Points x camera pairs evaluated at once by triangulate_ransac (bounds its memory).
 _PAIR_BATCH = 20000
-
-# _conditioned_projections' results by camera poses
-_CONDITIONED: dict[bytes, tuple[np.ndarray, float, np.ndarray]] = {}
 
 
 def _check_points2d(points2d, group: CameraGroup) -> np.ndarray:
@@ -57,30 +54,6 @@ def _check_weights(weights, shape: tuple[int, ...]) -> np.ndarray:
     if (weights < 0).any():
         raise ValueError("weights must be >= 0 (a confidence per view and point)")
     return weights
-
-
-def _conditioned_projections(group: CameraGroup) -> tuple[np.ndarray, float, np.ndarray]:
-    """World centre (3,) and scale (mm) that make the DLT well conditioned, and the (C, 3, 4)
-    ``[R | t]`` of every camera acting on conditioned homogeneous points
-    ``((X - origin) / scale, 1)``.
-
-    Kept per camera pose (read-only arrays): the labeling triangulates a few thousand times
-    per run with the same cameras.
-    """
-    key = b"".join(cam.rvec.tobytes() + cam.tvec.tobytes() for cam in group)
-    found = _CONDITIONED.get(key)
-    if found is None:
-        centers = np.stack([cam.center for cam in group])
-        origin = centers.mean(axis=0)
-        scale = float(np.linalg.norm(centers - origin, axis=1).mean())
-        scale = scale if scale > 1e-9 else 1.0
-        proj = np.stack([np.hstack([cam.rotation * scale,
-                                    (cam.rotation @ origin + cam.tvec)[:, None]]) for cam in group])
-        origin.flags.writeable = proj.flags.writeable = False
-        if len(_CONDITIONED) >= 64:
-            _CONDITIONED.clear()
-        found = _CONDITIONED[key] = (origin, scale, proj)
-    return found
 
 
 def _undistort_all(points2d: np.ndarray, group: CameraGroup) -> np.ndarray:
@@ -149,8 +122,8 @@ def triangulate(points2d, group: CameraGroup, weights=None) -> np.ndarray:
     lead = points2d.shape[1:-1]
     flat = points2d.reshape(len(group), -1, 2)
     w = _check_weights(weights, points2d.shape[:-1]).reshape(len(group), -1)
-    origin, scale, proj = _conditioned_projections(group)
-    proj = proj[:, None]
+    rig = rig_arrays(group.cameras)
+    origin, scale, proj = rig.origin, rig.scale, rig.conditioned[:, None]
     out = _dlt(_undistort_all(flat, group), w, proj, origin, scale)
     return out.reshape(lead + (3,))
 
@@ -227,7 +200,8 @@ def triangulate_ransac(points2d, group: CameraGroup, threshold_px: float = 15.0,
     flat = points2d.reshape(n_cam, -1, 2)
     w = _check_weights(weights, points2d.shape[:-1]).reshape(n_cam, -1)
     observed = np.isfinite(flat).all(axis=-1) & (w > 0)  # (C, N)
-    origin, scale, proj = _conditioned_projections(group)
+    rig = rig_arrays(group.cameras)
+    origin, scale, proj = rig.origin, rig.scale, rig.conditioned
     norm = _undistort_all(flat, group)
 
     # hypothesis 0: all observed views. Points where every observed view is an inlier cannot be
