@@ -385,13 +385,19 @@ def _solve_small(cost: np.ndarray, none_cost: np.ndarray) -> tuple[np.ndarray, n
     full = np.full((k, n + k), _BIG)
     full[:, :n] = cost
     full[np.arange(k), n + np.arange(k)] = none_cost
-    rows, cols = linear_sum_assignment(full)
-    choice = np.full(k, -1)
-    for r, c in zip(rows, cols):
-        if c < n and full[r, c] < _BIG:
-            choice[r] = c
+    choice = _solved_choice(full, n)
     margin = _margins(full, choice, n, none_cost)
     return choice, margin_confidence(margin)
+
+
+def _solved_choice(full: np.ndarray, n: int) -> np.ndarray:
+    """Hungarian solution of ``full`` (rows x (``n`` candidates + one "none" column per row)):
+    per row, the candidate taken, or -1 for none (or a ``_BIG`` cell)."""
+    rows, cols = linear_sum_assignment(full)
+    choice = np.full(len(full), -1)
+    taken = (cols < n) & (full[rows, cols] < _BIG)
+    choice[rows[taken]] = cols[taken]
+    return choice
 
 
 def margin_confidence(margin: np.ndarray) -> np.ndarray:
@@ -411,13 +417,14 @@ def _margins(full: np.ndarray, choice: np.ndarray, n: int, none_cost: np.ndarray
     best_alt = np.minimum(alt.min(axis=1, initial=np.inf), np.where(ok, none_cost, np.inf))
     margin = best_alt - chosen
     if mirror is not None:
-        for a in range(k):
-            b = int(mirror[a])
-            if b <= a or b < 0 or choice[a] < 0 or choice[b] < 0:
-                continue
-            swap = full[a, choice[b]] + full[b, choice[a]] - full[a, choice[a]] - full[b, choice[b]]
-            margin[a] = min(margin[a], swap)
-            margin[b] = min(margin[b], swap)
+        # each pair (a, b = mirror[a] > a) once, both labeled: the cost of exchanging them
+        pair = (mirror > rows) & ok
+        pair[pair] = ok[mirror[pair]]
+        a, b = rows[pair], mirror[pair]
+        ca, cb = choice[a], choice[b]
+        swap = full[a, cb] + full[b, ca] - full[a, ca] - full[b, cb]
+        margin[a] = np.minimum(margin[a], swap)
+        margin[b] = np.minimum(margin[b], swap)
     return np.clip(margin, 0.0, 1e3)
 
 
@@ -425,41 +432,36 @@ def harmonize(ctx: ViewContext, answers: list[RegionAnswer]) -> ViewAssignment:
     """Stage 3: one-to-one assignment of the view's candidates over every region answer.
 
     The stacked region costs are solved jointly (Hungarian) so no candidate serves two
-    keypoints; a region's own choice gets a bonus (a model's answer is a strong hint, not a
-    rule). Margins include the left/right swap of every symmetric pair. The view's decoys
-    (``ctx.decoys``) take part as extra rows whose answers are dropped: a dot a decoy explains
-    better goes to no keypoint.
+    keypoints; each answer comes in with the costs its reasoner gave (the model reasoner gives
+    its chosen candidate cost 0: a strong hint, not a rule). Margins include the left/right
+    swap of every symmetric pair. The view's decoys (``ctx.decoys``) take part as extra rows
+    whose answers are dropped: a dot a decoy explains better goes to no keypoint.
     """
     m_count, k_count = ctx.predicted.shape[:2]
     n = len(ctx.candidates)
-    rows = [(a.individual, k) for a in answers for k in a.keypoints]
-    r = len(rows)
+    ind = np.array([a.individual for a in answers for _ in a.keypoints], dtype=int)
+    kp = np.array([k for a in answers for k in a.keypoints], dtype=int)
+    r = len(kp)
     dec = _decoy_costs(ctx)
     r_all = r + len(dec)
     full = np.full((r_all, n + r_all), _BIG)
     none = np.full(r_all, 0.5 * DECOY_GATE ** 2)
     conf_in = np.ones(r)
     flags_in = np.zeros(r, np.uint16)
-    i = 0
-    for a in answers:
-        for j, _ in enumerate(a.keypoints):
-            full[i, :n] = a.cost[j]
-            none[i] = a.none_cost[j]
-            conf_in[i] = a.confidence[j]
-            flags_in[i] = a.flags[j]
-            i += 1
+    if r:
+        full[:r, :n] = np.concatenate([a.cost for a in answers])
+        none[:r] = np.concatenate([a.none_cost for a in answers])
+        conf_in[:] = np.concatenate([a.confidence for a in answers])
+        flags_in[:] = np.concatenate([a.flags for a in answers])
     full[r:, :n] = dec
     full[np.arange(r_all), n + np.arange(r_all)] = none
     choice = np.full(r_all, -1)
     if r:
-        rr, cc = linear_sum_assignment(full)
-        for a_, c_ in zip(rr, cc):
-            if c_ < n and full[a_, c_] < _BIG:
-                choice[a_] = c_
+        choice = _solved_choice(full, n)
     choice, full, none = choice[:r], full[:r], none[:r]
-    key = {rk: idx for idx, rk in enumerate(rows)}
-    mirror_kp = ctx.skeleton.mirror_index()
-    mirror = np.array([key.get((mi, mirror_kp[k]), -1) for mi, k in rows], dtype=int)
+    row_of = np.full((m_count, k_count), -1)
+    row_of[ind, kp] = np.arange(r)
+    mirror = row_of[ind, np.asarray(ctx.skeleton.mirror_index(), dtype=int)[kp]]
     margin = _margins(full, choice, n, none, mirror)
 
     index = np.full((m_count, k_count), -1)
@@ -467,14 +469,13 @@ def harmonize(ctx: ViewContext, answers: list[RegionAnswer]) -> ViewAssignment:
     conf = np.zeros((m_count, k_count))
     marg = np.zeros((m_count, k_count))
     flags = np.zeros((m_count, k_count), np.uint16)
-    for idx, (mi, k) in enumerate(rows):
-        index[mi, k] = choice[idx]
-        if choice[idx] >= 0:
-            xy[mi, k] = ctx.candidates.xy[choice[idx]]
-        marg[mi, k] = margin[idx]
-        c = margin_confidence(margin[idx])
-        conf[mi, k] = min(c, conf_in[idx])
-        flags[mi, k] = flags_in[idx]
+    index[ind, kp] = choice
+    chosen = choice >= 0
+    xy[ind[chosen], kp[chosen]] = ctx.candidates.xy[choice[chosen]]
+    marg[ind, kp] = margin
+    c = margin_confidence(margin)
+    conf[ind, kp] = np.where(conf_in < c, conf_in, c)  # the smaller; a NaN input keeps c
+    flags[ind, kp] = flags_in
     return ViewAssignment(index, xy, conf, marg, flags)
 
 
