@@ -100,13 +100,20 @@ def test_region_offset_does_not_slide_a_chain_by_one_dot():
     dots = np.array([[100.0, 75.0], [100.0, 100.0], [100.0, 125.0], [100.0, 150.0]])
     pred = np.array([[100.0, 100.5], [100.0, 141.0], [100.0, 181.0]])
     sig = np.array([2.0, 11.0, 11.0])
-    offset = _fit_offsets([pred], [sig], dots, 3.5, 12.0)[0]
+    offset = _fit_regions([pred], [sig], dots)[0]
     assert np.linalg.norm(offset) < 2.0
+
+
+def _fit_regions(preds: list[np.ndarray], sigmas: list[np.ndarray], dots: np.ndarray) -> np.ndarray:
+    """Stage 1's offset fit of several regions given as lists (one array per region)."""
+    region = np.repeat(np.arange(len(preds)), [len(p) for p in preds])
+    return _fit_offsets(np.concatenate(preds), np.concatenate(sigmas), region, dots, 3.5, 12.0)
 
 
 def test_region_offsets_fitted_together_equal_each_region_fitted_alone():
     # stage 1 fits every region of a view at once, each against only the candidates near it:
-    # the offsets must be exactly those of one region at a time against every candidate
+    # the offsets must be exactly those of one region at a time, and dots far beyond every
+    # gate change nothing
     rng = np.random.default_rng(7)
     for _ in range(200):
         dots = rng.uniform(0, 400, (int(rng.integers(1, 50)), 2))
@@ -115,15 +122,13 @@ def test_region_offsets_fitted_together_equal_each_region_fitted_alone():
             k = int(rng.integers(1, 5))
             preds.append(dots[rng.integers(len(dots))] + rng.normal(0, 12, (k, 2)))
             sigmas.append(rng.uniform(0.5, 20.0, k))
-        together = _fit_offsets(preds, sigmas, dots, 3.5, 12.0)
+        together = _fit_regions(preds, sigmas, dots)
+        assert together.shape == (len(preds), 2)
         for pred, sig, offset in zip(preds, sigmas, together):
-            alone = _fit_offsets([pred], [sig], dots, 3.5, 12.0)[0]
-            assert np.array_equal(offset, alone)
-        # dots far beyond every gate change nothing
+            assert np.array_equal(offset, _fit_regions([pred], [sig], dots)[0])
         far = np.vstack([dots, rng.uniform(2000, 3000, (5, 2))])
-        assert all(np.array_equal(a, b) for a, b in zip(
-            _fit_offsets(preds, sigmas, far, 3.5, 12.0), together))
+        assert np.array_equal(_fit_regions(preds, sigmas, far), together)
     # a region whose keypoints all moved by the same shift onto their dots is found there
     dots = np.array([[50.0, 50.0], [60.0, 52.0], [70.0, 55.0], [200.0, 200.0]])
-    offset = _fit_offsets([dots[:3] - [6.0, -4.0]], [np.full(3, 3.0)], dots, 3.5, 12.0)[0]
+    offset = _fit_regions([dots[:3] - [6.0, -4.0]], [np.full(3, 3.0)], dots)[0]
     np.testing.assert_allclose(offset, [6.0, -4.0], atol=1e-9)

@@ -220,27 +220,44 @@ class LocalReasoner:
     def locate_regions(self, ctx: ViewContext) -> list[RegionEstimate]:
         groups = _region_groups(ctx.skeleton, self.use_regions)
         cand = ctx.candidates.xy
-        known = np.isfinite(ctx.predicted).all(axis=-1)  # (M, K)
-        free = known & ~ctx.locked
-        slots = [(m, region, kps) for m in range(ctx.n_individuals)
-                 for region, kps in groups.items()]
-        fitted = [self.use_regions and len(cand) > 0 and np.count_nonzero(free[m, kps]) >= 2
-                  for m, _, kps in slots]
-        offsets = iter(_fit_offsets(
-            [ctx.predicted[m, kps][free[m, kps]] for (m, _, kps), f in zip(slots, fitted) if f],
-            [ctx.sigma[m, kps][free[m, kps]] for (m, _, kps), f in zip(slots, fitted) if f],
-            cand, self.gate, self.region_prior_px))
+        # one slot per (individual, region), individuals outer; each slot's keypoints padded
+        # to the largest region
+        n_reg = len(groups)
+        width = max(len(kps) for kps in groups.values())
+        padded = np.full((n_reg, width), -1)
+        for r, kps in enumerate(groups.values()):
+            padded[r, :len(kps)] = kps
+        slot_m = np.repeat(np.arange(ctx.n_individuals), n_reg)[:, None]  # (S, 1)
+        slot_kp = np.tile(padded, (ctx.n_individuals, 1))  # (S, width)
+        real = slot_kp >= 0
+        kp = np.maximum(slot_kp, 0)
+        pred = ctx.predicted[slot_m, kp]  # (S, width, 2)
+        sig = ctx.sigma[slot_m, kp]
+        known = real & np.isfinite(pred).all(axis=-1)
+        free = known & ~ctx.locked[slot_m, kp]
+        fit = (free.sum(axis=1) >= 2) & (self.use_regions and len(cand) > 0)
+        offset = np.zeros((len(kp), 2))
+        if fit.any():
+            fs, fw = np.nonzero(free & fit[:, None])  # slot by slot, keypoints in order
+            offset[fit] = _fit_offsets(pred[fs, fw], sig[fs, fw], np.cumsum(fit)[fs] - 1,
+                                       cand, self.gate, self.region_prior_px)
+        # centre: mean of the known predictions (summed in order; the gaps add exact zeros)
+        count = known.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centre = np.where(known[..., None], pred, 0.0).sum(axis=1) / count[:, None] + offset
+        reach = vector_length(pred - centre[:, None] + offset[:, None])
+        radius = np.where(known, reach, -np.inf).max(axis=1)
+        spread = 3.0 * np.nanmax(np.where(real, sig, -np.inf), axis=1, initial=5.0)
         out = []
-        for (m, region, kps), fit in zip(slots, fitted):
-            offset = next(offsets) if fit else np.zeros(2)
-            pred = ctx.predicted[m, kps][known[m, kps]]
-            if len(pred):
-                centre = pred.mean(axis=0) + offset
-                radius = float(vector_length(pred - centre + offset).max())
+        names = list(groups)
+        for s in range(len(kp)):
+            m, r = divmod(s, n_reg)
+            if count[s]:
+                centre_s, radius_s = centre[s], float(radius[s])
             else:
-                centre, radius = np.full(2, np.nan), 0.0
-            spread = 3.0 * float(np.nanmax(ctx.sigma[m, kps], initial=5.0))
-            out.append(RegionEstimate(m, region, list(kps), offset, centre, radius + spread))
+                centre_s, radius_s = np.full(2, np.nan), 0.0
+            out.append(RegionEstimate(m, names[r], list(groups[names[r]]), offset[s], centre_s,
+                                      radius_s + float(spread[s])))
         return out
 
     def assign_regions(self, ctx: ViewContext, regions: list[RegionEstimate]) -> list[RegionAnswer]:
@@ -294,8 +311,8 @@ def geometric_cost(pred: np.ndarray, sigma: np.ndarray, candidates: Candidates, 
     return cost
 
 
-def _fit_offsets(preds: list[np.ndarray], sigmas: list[np.ndarray], cand: np.ndarray,
-                 gate: float, prior_px: float) -> list[np.ndarray]:
+def _fit_offsets(pred: np.ndarray, sig: np.ndarray, region: np.ndarray, cand: np.ndarray,
+                 gate: float, prior_px: float) -> np.ndarray:
     """Robust translation of each region's predictions onto the candidates (px), all regions of
     a view at once.
 
@@ -307,22 +324,19 @@ def _fit_offsets(preds: list[np.ndarray], sigmas: list[np.ndarray], cand: np.nda
     keypoint onto the next one's dot).
 
     Args:
-        preds: per region, ``(K_r, 2)`` px predictions (finite, ``K_r >= 1``).
-        sigmas: per region, ``(K_r,)`` px prediction sigmas.
+        pred: ``(Kt, 2)`` px predictions of every region's keypoints (finite), region by region.
+        sig: ``(Kt,)`` px prediction sigmas.
+        region: ``(Kt,)`` int region of each keypoint: ``0 .. R-1``, sorted, none empty.
         cand: ``(N, 2)`` px candidate positions (``N >= 1``).
 
     Returns:
-        Per region, the ``(2,)`` px offset.
+        ``(R, 2)`` px offset per region.
     """
-    if not preds:
-        return []
-    n_reg = len(preds)
-    sizes = np.array([len(p) for p in preds])
-    region = np.repeat(np.arange(n_reg), sizes)  # (Kt,) region of each keypoint
-    pred = np.concatenate(preds)
-    sig = np.concatenate(sigmas)
-    prior = np.array([min(prior_px, 2.0 * float(s.min())) for s in sigmas])
-    search = np.array([gate * float(s.max()) for s in sigmas]) + prior
+    n_reg = int(region[-1]) + 1
+    sizes = np.bincount(region, minlength=n_reg)
+    starts = np.cumsum(sizes) - sizes
+    prior = np.minimum(prior_px, 2.0 * np.minimum.reduceat(sig, starts))
+    search = gate * np.maximum.reduceat(sig, starts) + prior
     diff = cand[None] - pred[:, None]  # (Kt, N, 2)
     dist_all = vector_length(diff)
     ki, ci = np.nonzero(dist_all < search[region][:, None])
@@ -333,7 +347,6 @@ def _fit_offsets(preds: list[np.ndarray], sigmas: list[np.ndarray], cand: np.nda
     hyps = np.concatenate([np.zeros((n_reg, 2)), diff[ki, ci]])[order]
     # every hypothesis moves its region's keypoints, padded to the largest region
     width = int(sizes.max())
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     slot = np.arange(width)
     real = slot[None] < sizes[:, None]  # (R, width)
     member = np.where(real, starts[:, None] + slot[None], 0)[hyp_region]  # (H, width)
@@ -367,16 +380,15 @@ def _fit_offsets(preds: list[np.ndarray], sigmas: list[np.ndarray], cand: np.nda
     dd = vector_length(moved[:, None] - cand[None])
     j = dd.argmin(axis=1)
     inl = dd[np.arange(len(pred)), j] < 2.0 * sig
-    shift = cand[j] - moved
-    out = []
-    for r in range(n_reg):
-        mine = inl & (region == r)
-        if mine.sum() >= 2:
-            w = 1.0 / sig[mine] ** 2
-            out.append(best[r] + (shift[mine] * w[:, None]).sum(axis=0) / w.sum())
-        else:
-            out.append(best[r])
-    return out
+    # per region, in keypoint order (the outliers add exact zeros)
+    w = np.where(inl, 1.0 / sig ** 2, 0.0)
+    shift = (cand[j] - moved) * w[:, None]
+    total = np.stack([np.bincount(region, shift[:, 0], n_reg),
+                      np.bincount(region, shift[:, 1], n_reg)], axis=1)
+    refined = np.bincount(region, inl, n_reg) >= 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = total / np.bincount(region, w, n_reg)[:, None]
+    return np.where(refined[:, None], best + step, best)
 
 
 def _solve_small(cost: np.ndarray, none_cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
