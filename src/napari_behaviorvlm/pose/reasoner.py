@@ -263,28 +263,31 @@ class LocalReasoner:
     def assign_regions(self, ctx: ViewContext, regions: list[RegionEstimate]) -> list[RegionAnswer]:
         if not regions:
             return []
-        # the geometric costs of every region's keypoints in one call, then one small
-        # assignment per region
+        # the geometric costs of every region's keypoints in one call, one small assignment
+        # per region, then every keypoint's margin at once
+        ind = np.concatenate([np.full(len(est.keypoints), est.individual) for est in regions])
         kps = np.concatenate([est.keypoints for est in regions])
-        pred = np.concatenate([ctx.predicted[est.individual, est.keypoints] + est.offset
-                               for est in regions])
-        sig = np.maximum(np.concatenate([ctx.sigma[est.individual, est.keypoints]
-                                         for est in regions]), 0.5)
-        cost = geometric_cost(pred, sig, ctx.candidates, self.gate,
+        offset = np.concatenate([np.broadcast_to(est.offset, (len(est.keypoints), 2))
+                                 for est in regions])
+        sig = np.maximum(ctx.sigma[ind, kps], 0.5)
+        cost = geometric_cost(ctx.predicted[ind, kps] + offset, sig, ctx.candidates, self.gate,
                               None if ctx.ref_peak is None else ctx.ref_peak[kps],
                               self.brightness_weight)
-        none = 0.5 * self.gate ** 2
-        out, start = [], 0
-        for est in regions:
-            k = len(est.keypoints)
-            region_cost = cost[start:start + k]
-            start += k
-            region_cost[ctx.locked[est.individual, est.keypoints]] = _BIG
-            none_cost = np.full(k, none)
-            choice, conf = _solve_small(region_cost, none_cost)
-            out.append(RegionAnswer(est.individual, est.region, list(est.keypoints), region_cost,
-                                    none_cost, choice, conf, np.zeros(k, np.uint16), "local"))
-        return out
+        cost[ctx.locked[ind, kps]] = _BIG
+        n = cost.shape[1]
+        none_cost = np.full(len(kps), 0.5 * self.gate ** 2)
+        choice = np.empty(len(kps), dtype=int)
+        bounds = np.cumsum([0] + [len(est.keypoints) for est in regions])
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            full = np.full((b - a, n + b - a), _BIG)
+            full[:, :n] = cost[a:b]
+            full[np.arange(b - a), n + np.arange(b - a)] = none_cost[a:b]
+            choice[a:b] = _solved_choice(full, n)
+        conf = margin_confidence(_margins(cost, choice, n, none_cost))
+        return [RegionAnswer(est.individual, est.region, list(est.keypoints), cost[a:b],
+                             none_cost[a:b], choice[a:b], conf[a:b],
+                             np.zeros(b - a, np.uint16), "local")
+                for est, a, b in zip(regions, bounds[:-1], bounds[1:])]
 
 
 def _region_groups(skeleton: Skeleton, use_regions: bool) -> dict[str, list[int]]:
@@ -389,17 +392,6 @@ def _fit_offsets(pred: np.ndarray, sig: np.ndarray, region: np.ndarray, cand: np
     with np.errstate(invalid="ignore", divide="ignore"):
         step = total / np.bincount(region, w, n_reg)[:, None]
     return np.where(refined[:, None], best + step, best)
-
-
-def _solve_small(cost: np.ndarray, none_cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one assignment of rows to columns or "none"; returns choice and confidence."""
-    k, n = cost.shape
-    full = np.full((k, n + k), _BIG)
-    full[:, :n] = cost
-    full[np.arange(k), n + np.arange(k)] = none_cost
-    choice = _solved_choice(full, n)
-    margin = _margins(full, choice, n, none_cost)
-    return choice, margin_confidence(margin)
 
 
 def _solved_choice(full: np.ndarray, n: int) -> np.ndarray:
