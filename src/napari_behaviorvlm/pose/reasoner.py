@@ -246,7 +246,7 @@ class LocalReasoner:
         with np.errstate(invalid="ignore", divide="ignore"):
             centre = np.where(known[..., None], pred, 0.0).sum(axis=1) / count[:, None] + offset
         reach = vector_length(pred - centre[:, None] + offset[:, None])
-        radius = np.where(known, reach, -np.inf).max(axis=1)
+        radius = np.where(known, reach, -np.inf).max(axis=1, initial=-np.inf)
         spread = 3.0 * np.nanmax(np.where(real, sig, -np.inf), axis=1, initial=5.0)
         out = []
         names = list(groups)
