@@ -447,3 +447,43 @@ def test_off_rigid_pair_needs_both_links_broken_and_a_rigid_pair():
     # a missing partner: no verdict either
     moved[0, left] = np.nan
     assert np.isnan(body.off_rigid_pair(skeleton, moved, 2.0, 6.5)[0, right])
+
+
+def test_a_paw_on_an_eyes_shine_is_ambiguous():
+    from napari_behaviorvlm.pose.decoys import Decoys, _frame
+
+    sim, seeds, _ = small_sim()
+    body = BodyModel.from_seeds(sim.skeleton, [sim.points3d[f] for f in seeds])
+    names = sim.skeleton.keypoints
+    anchors = [names.index("ear_right"), names.index("ear_left"), names.index("back_front")]
+    # an eye's shine 10 mm in front of the ears, learned in the first seed's head frame
+    pose = sim.points3d[seeds[0]][0]
+    origin, axes = _frame(pose[anchors])
+    ears = pose[anchors[:2]].mean(axis=0)
+    ahead = ears - pose[anchors[2]]
+    eye = ears + 10.0 * ahead / np.linalg.norm(ahead)
+    decoys = Decoys(np.array([0]), np.array([anchors]), ((eye - origin) @ axes.T)[None])
+    paw = names.index("paw_front_left")
+    for frame in [f for f in range(2, sim.n_frames) if f not in seeds][::5]:
+        true = sim.points3d[frame].astype(float)
+        pred, sigma = _predict(sim, frame)
+
+        def flags(x3, pred, params=RefineParams(), body=body):
+            obs = sim.calibration.project(x3)
+            shape = obs.shape[:3]
+            out = score_frame(sim.calibration, sim.skeleton, obs, np.zeros(shape, bool), x3,
+                              np.full(shape[1:], shape[0]), np.full(shape, 0.9),
+                              np.full(shape, 1.0), np.zeros(shape, np.uint16), pred,
+                              np.broadcast_to(sigma, shape[1:]).astype(float), params, body,
+                              decoys)
+            return np.bitwise_or.reduce(out.flags, axis=0)
+
+        assert not flags(true, pred).any(), frame  # the ears stay ~10 mm from the eye
+        # a paw on the eye's dot that the track followed there (the window agrees) and that
+        # no body rule checks: only the decoy rule can flag it
+        shine, _ = decoys.predict(true, np.ones(true.shape[:2]))
+        on_eye, followed = true.copy(), pred.copy()
+        on_eye[0, paw] = followed[0, paw] = shine[0] + [1.0, -1.0, 0.5]
+        assert flags(on_eye, followed, body=None)[0, paw] == int(Flag.AMBIGUOUS), frame
+        off = RefineParams(decoy_mm=0.0)
+        assert not flags(on_eye, followed, off, body=None)[0, paw], frame

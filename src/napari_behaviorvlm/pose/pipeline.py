@@ -726,7 +726,7 @@ class _Runner:
         def stage4():
             return refine_frame(group, self.project.skeleton, obs, human, cands, index, conf, margin,
                                 rflags, pred3, sig3, cfg.refine, use_refinement=cfg.use_refinement,
-                                body=self.body)
+                                body=self.body, decoys=self.decoys)
 
         res = stage4()
         second = getattr(self.reasoner, "second_opinion", None)

@@ -60,14 +60,16 @@ For one multi-view frame, given each view's stage-3 assignment:
      keypoint's distances to all the other keypoints lie outside the seeds' ranges by more
      than ``range_tolerance_mm`` (median over its partners, less ``range_spread_factor``
      times the ranges' median width): a track on a consistent wrong dot seen in 3+ views,
-     which no cross-view check can reject.
+     which no cross-view check can reject; or a point within ``decoy_mm`` of a body-attached
+     distractor (an eye's shine, :mod:`~napari_behaviorvlm.pose.decoys`) placed by the frame's
+     own labels: a paw by the face that took the eye's dot in every view that sees it.
      A flagged keypoint is re-anchored on the body in the next frame (``pipeline.predict_3d``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -83,6 +85,9 @@ from napari_behaviorvlm.geometry.triangulation import (
 )
 from napari_behaviorvlm.geometry.vectors import vector_length
 from napari_behaviorvlm.pose.candidates import Candidates
+
+if TYPE_CHECKING:  # decoys.py builds on this module
+    from napari_behaviorvlm.pose.decoys import Decoys
 
 __all__ = ["FrameResult", "RefineParams", "nanmedian_last", "place_doubts", "refine_frame",
            "score_frame", "seed_pair_distances"]
@@ -173,6 +178,9 @@ class RefineParams:
             ``weak_max_views`` views has a label more than ``weak_reproj_px`` from its
             reprojection (its few views disagree) and lies more than ``weak_mm`` from its
             prediction (the window disagrees too).
+        decoy_mm: AMBIGUOUS when a point lies within this distance of one of its individual's
+            decoys (seed-learned distractors such as the eyes' shine), placed by the frame's
+            own labels (0: off).
     """
 
     threshold_px: float = 4.0
@@ -200,6 +208,7 @@ class RefineParams:
     jump_max_views: int = 3
     drop_swap_ambiguous: bool = True
     claim_margin_mm: float = 3.0
+    decoy_mm: float = 5.0
 
 
 @attrs.define(eq=False)
@@ -249,6 +258,7 @@ def refine_frame(
     params: RefineParams | None = None,
     use_refinement: bool = True,
     body: BodyModel | None = None,
+    decoys: Decoys | None = None,
 ) -> FrameResult:
     """Stage 4 for one frame (see the module docstring).
 
@@ -270,6 +280,7 @@ def refine_frame(
             body is swapped in every view (stage 4 only); a single keypoint on the wrong side
             is flagged SWAP, one at another keypoint's place SWAP, one outside the seeds'
             distance ranges AMBIGUOUS.
+        decoys: Distractors learned from the seeds: a point at one is flagged AMBIGUOUS.
     """
     params = params or RefineParams()
     n_cam, n_ind, n_kp = obs.shape[:3]
@@ -332,7 +343,7 @@ def refine_frame(
         x3 = triangulate(obs, group, weights=_weights(human, assign_conf))
         n_views = np.isfinite(obs[..., 0]).sum(axis=0)
     out = score_frame(group, skeleton, obs, human, x3, n_views, assign_conf, assign_margin,
-                      assign_flags, predicted3d, sigma3d, params, body)
+                      assign_flags, predicted3d, sigma3d, params, body, decoys)
     if use_refinement and params.drop_swap_ambiguous:
         # an identity doubt the other rules confirm: "missing" wins (the keypoint is left
         # without a 3D point, flagged FEW_VIEWS and placed on the body in the next frame)
@@ -347,7 +358,8 @@ def refine_frame(
             x3 = np.where(doubt[..., None], np.nan, x3)
             n_views = np.where(doubt, 0, n_views)
             out = score_frame(group, skeleton, obs, human, x3, n_views, assign_conf,
-                              assign_margin, assign_flags, predicted3d, sigma3d, params, body)
+                              assign_margin, assign_flags, predicted3d, sigma3d, params, body,
+                              decoys)
     out.n_changed, out.n_dropped = n_changed, n_dropped
     return out
 
@@ -457,8 +469,8 @@ def _resolve_view(c: int, proj: np.ndarray, trusted: np.ndarray, obs: np.ndarray
 def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: np.ndarray,
                 points3d: np.ndarray, n_views: np.ndarray, assign_conf: np.ndarray,
                 assign_margin: np.ndarray, assign_flags: np.ndarray, predicted3d: np.ndarray,
-                sigma3d: np.ndarray, params: RefineParams, body: BodyModel | None = None
-                ) -> FrameResult:
+                sigma3d: np.ndarray, params: RefineParams, body: BodyModel | None = None,
+                decoys: Decoys | None = None) -> FrameResult:
     """Reprojection errors, confidences and flags of one frame's final labels."""
     n_cam, n_ind, n_kp = obs.shape[:3]
     labeled = np.isfinite(obs[..., 0])
@@ -490,6 +502,9 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     weak &= dist > params.weak_mm
     kp_flags |= np.where(weak, int(Flag.AMBIGUOUS), 0).astype(np.uint16)
     kp_flags |= _swap_flags(skeleton, points3d, predicted3d, params.swap_margin_mm)
+    if decoys is not None and params.decoy_mm > 0:
+        kp_flags |= np.where(_on_decoy(decoys, points3d, params.decoy_mm),
+                             int(Flag.AMBIGUOUS), 0).astype(np.uint16)
     if body is not None:
         wrong_place, unshown = place_doubts(skeleton, body, points3d, params)
         kp_flags |= np.where(wrong_place, int(Flag.SWAP), 0).astype(np.uint16)
@@ -518,6 +533,20 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     conf = np.where(labeled, conf, np.nan).astype(np.float32)
     return FrameResult(obs, conf, err, flags, points3d, n_views.astype(np.int64),
                        unshown_doubt=unshown_doubt)
+
+
+def _on_decoy(decoys: Decoys, x3: np.ndarray, within_mm: float) -> np.ndarray:
+    """``(M, K)`` bool: points ``x3`` ``(M, K, 3)`` mm within ``within_mm`` of one of their
+    individual's decoys, placed by ``x3`` itself (a decoy's anchors are the ears and the back,
+    ~10 mm from an eye: they never count as at it)."""
+    near = np.zeros(x3.shape[:2], bool)
+    if not len(decoys):
+        return near
+    placed, _ = decoys.predict(x3, np.ones(x3.shape[:2]))
+    for m, spot in zip(decoys.individual, placed):
+        with np.errstate(invalid="ignore"):
+            near[m] |= vector_length(x3[m] - spot) < within_mm
+    return near
 
 
 def _fix_identities(x3: np.ndarray, pred: np.ndarray, obs: np.ndarray, human: np.ndarray,
