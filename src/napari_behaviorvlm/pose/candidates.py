@@ -185,12 +185,17 @@ def detect_candidates(image: np.ndarray, params: CandidateParams | None = None) 
     gy = ys[:, None, None] + off[None, :, None]
     gx = xs[:, None, None] + off[None, None, :]
     win = _sample(hat, gy, gx)
-    # each window pixel belongs to its nearest peak, so a neighbouring (merged) dot does not count
-    nearest = np.full(win.shape, np.inf)
-    for j in range(ys.size):
-        nearest = np.minimum(nearest, (gy - ys[j]) ** 2 + (gx - xs[j]) ** 2)
+    # each window pixel belongs to its nearest peak, so a neighbouring (merged) dot does not
+    # count; only peaks within 2 sqrt(2) r of a window's own can be nearer to one of its pixels
     dyy, dxx = np.meshgrid(off, off, indexing="ij")
-    own = (dxx ** 2 + dyy ** 2)[None] <= nearest
+    own_d2 = dxx ** 2 + dyy ** 2
+    gap2 = (ys[:, None] - ys[None]) ** 2 + (xs[:, None] - xs[None]) ** 2
+    rows, cols = np.nonzero((gap2 <= 8 * r * r) & (gap2 > 0))
+    own = np.ones(win.shape, bool)
+    if rows.size:
+        other = (gy[rows] - ys[cols, None, None]) ** 2 + (gx[rows] - xs[cols, None, None]) ** 2
+        beaten = own_d2[None] > other  # a pixel nearer the other peak than its own
+        np.logical_and.at(own, rows, ~beaten)
     above = (win > 0.5 * vals[:, None, None]) & own
     area = above.sum(axis=(1, 2)).astype(np.int32)
     wmass = above.astype(np.float64)
@@ -234,6 +239,11 @@ def _sample(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return np.where(inside, values, image.dtype.type(0))
 
 
+# row and column offsets of a pixel's 8 neighbours
+_NEIGHBOUR_DY = np.array([-1, -1, -1, 0, 0, 1, 1, 1])
+_NEIGHBOUR_DX = np.array([-1, 0, 1, -1, 1, -1, 0, 1])
+
+
 def _local_maxima(hat: np.ndarray, threshold: float, mask: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns (row-major order) of the pixels at or above ``threshold`` that are
@@ -245,12 +255,10 @@ def _local_maxima(hat: np.ndarray, threshold: float, mask: np.ndarray
     ys, xs = np.divmod(np.flatnonzero(mask), w)  # 20x faster than 2D nonzero
     if ys.size == 0:
         return ys, xs
-    peak = np.ones(ys.size, bool)
-    v = hat[ys, xs]
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy or dx:  # an index clipped at the edge lands on a pixel of the window
-                peak &= v >= hat[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)]
+    # the 8 neighbours at once; an index clipped at the edge lands on a pixel of the window
+    ny = np.clip(ys[:, None] + _NEIGHBOUR_DY, 0, h - 1)
+    nx = np.clip(xs[:, None] + _NEIGHBOUR_DX, 0, w - 1)
+    peak = (hat[ys, xs][:, None] >= hat[ny, nx]).all(axis=1)
     return ys[peak], xs[peak]
 
 
@@ -259,33 +267,38 @@ def _suppress_plateaus(xs, ys, vals, hat, params: CandidateParams, dip: float) -
 
     Two maxima closer than ``min_separation`` are one dot; two farther apart are one dot too
     unless the intensity between them dips below ``split_ratio`` of the weaker and by at least
-    ``dip`` grey levels (merged dots).
+    ``dip`` grey levels (merged dots). Maxima are kept strongest first, each unless it is one
+    dot with a maximum kept before it; the line between two maxima is sampled from the later
+    to the earlier one.
     """
     n = xs.size
+    if n == 0:
+        return np.zeros(0, dtype=int)
     order = np.argsort(-vals, kind="stable")
-    kept: list[int] = []
+    rank = np.empty(n, dtype=int)
+    rank[order] = np.arange(n)
+    xi, yi = xs.astype(np.int64), ys.astype(np.int64)
+    ddx, ddy = xi[None] - xi[:, None], yi[None] - yi[:, None]  # [a, b]: from a to b
+    d2 = ddx * ddx + ddy * ddy
     reach = 2.0 * params.max_radius + 1
+    pair = (rank[:, None] > rank[None]) & (d2 <= reach * reach)  # a comes after b
+    one_dot = pair & (d2 < params.min_separation ** 2)
+    a, b = np.nonzero(pair & ~one_dot)
+    if a.size:
+        strength = vals.astype(np.float64)
+        weaker = np.minimum(strength[a], strength[b])
+        limit = np.minimum(params.split_ratio * weaker, weaker - dip)
+        steps = np.maximum(np.abs(ddx[a, b]), np.abs(ddy[a, b])) + 1
+        for length in np.unique(steps):  # the pairs whose lines have the same samples
+            g = np.flatnonzero(steps == length)
+            t = np.linspace(0.0, 1.0, int(length) + 1)[None]
+            ly = np.round(yi[a[g], None] + t * ddy[a[g], b[g], None]).astype(int)
+            lx = np.round(xi[a[g], None] + t * ddx[a[g], b[g], None]).astype(int)
+            one_dot[a[g], b[g]] = hat[ly, lx].min(axis=1).astype(np.float64) > limit[g]
+    kept = np.zeros(n, bool)
     for i in order:
-        x, y, v = int(xs[i]), int(ys[i]), float(vals[i])
-        separate = True
-        for j in kept:
-            dx, dy = int(xs[j]) - x, int(ys[j]) - y
-            d2 = dx * dx + dy * dy
-            if d2 > reach * reach:
-                continue
-            if d2 < params.min_separation ** 2:
-                separate = False
-                break
-            steps = int(max(abs(dx), abs(dy))) + 1
-            t = np.linspace(0.0, 1.0, steps + 1)
-            line = hat[np.round(y + t * dy).astype(int), np.round(x + t * dx).astype(int)]
-            weaker = min(v, float(vals[j]))
-            if float(line.min()) > min(params.split_ratio * weaker, weaker - dip):
-                separate = False
-                break
-        if separate:
-            kept.append(int(i))
-    return np.asarray(sorted(kept), dtype=int) if n else np.zeros(0, dtype=int)
+        kept[i] = not (one_dot[i] & kept).any()
+    return np.flatnonzero(kept)
 
 
 def _subpixel(hat: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
