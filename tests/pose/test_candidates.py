@@ -102,3 +102,25 @@ def test_detection_reuses_its_buffers_without_leaking_them():
     assert np.array_equal(first.xy, kept) and len(first) == len(second) == 1
     assert np.linalg.norm(first.xy[0] - [20.3, 30.6]) < 0.3
     assert np.linalg.norm(second.xy[0] - [50.0, 10.0]) < 0.3
+
+
+def test_a_plateau_is_one_dot_and_crowded_dots_keep_their_own_pixels():
+    lone = np.full((80, 220), 20.0)
+    _gauss(lone, 30.0, 40.0, 150)
+    lone_area = detect_candidates(np.clip(lone, 0, 255).astype(np.uint8)).area[0]
+    img = np.full((80, 220), 20.0)
+    # a flat-topped blob: two maxima 4 px apart with no dip between them
+    for x in np.arange(96.0, 100.5, 0.5):
+        _gauss(img, x, 40.0, 30)
+    # three dots in a row, 4 px apart: three candidates, none counting its neighbours' pixels
+    for x in (160.0, 164.0, 168.0):
+        _gauss(img, x, 40.0, 150)
+    cand = detect_candidates(np.clip(img, 0, 255).astype(np.uint8))
+    xs = np.sort(cand.xy[:, 0])
+    assert len(cand) == 4, cand.xy
+    assert 95.5 < xs[0] < 100.5
+    np.testing.assert_allclose(xs[1:], [160.0, 164.0, 168.0], atol=0.6)
+    # the middle dot's half-peak region would span all three (~35 px); its own pixels are the
+    # columns nearer to it than to its neighbours
+    middle = np.argsort(cand.xy[:, 0])[2]
+    assert cand.area[middle] <= 2 * lone_area, (cand.area, lone_area)
