@@ -362,9 +362,9 @@ def _fit_offsets(pred: np.ndarray, sig: np.ndarray, region: np.ndarray, cand: np
     near_region = np.zeros((n_reg, len(cand)), bool)
     np.logical_or.at(near_region, region, near)
     n_near = near_region.sum(axis=1)
-    cols = np.full((n_reg, max(int(n_near.max()), 1)), len(cand))
-    rr, cc = np.nonzero(near_region)
-    cols[rr, np.arange(len(rr)) - (np.cumsum(n_near) - n_near)[rr]] = cc
+    n_cols = max(int(n_near.max()), 1)
+    nearby_first = np.argsort(~near_region, axis=1, kind="stable")[:, :n_cols]
+    cols = np.where(np.arange(n_cols) < n_near[:, None], nearby_first, len(cand))
     padded = np.vstack([cand, np.full((1, 2), np.inf)])
     near_xy = padded[cols[hyp_region]]  # (H, n, 2)
     gap_x = moved[:, :, None, 0] - near_xy[:, None, :, 0]  # (H, width, n)
