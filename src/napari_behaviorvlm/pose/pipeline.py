@@ -53,6 +53,7 @@ from napari_behaviorvlm.pose.candidates import (
 )
 from napari_behaviorvlm.pose.decoys import Decoys, find_unlabeled_points
 from napari_behaviorvlm.pose.detect_worker import DetectionWorker
+from napari_behaviorvlm.pose.occlusion import BodyOccluders, fit_body_occluders
 from napari_behaviorvlm.pose.reasoner import LocalReasoner, Reasoner, ViewContext, ViewExample, harmonize
 from napari_behaviorvlm.pose.refine import (
     BodyModel,
@@ -106,6 +107,9 @@ class LabelingConfig:
         use_regions: Stages 1-2 per body region (False: every keypoint matched at once).
         use_refinement: 3D prediction and stage 4 (False: views tracked independently, plain
             triangulation).
+        use_occlusion: With ``use_refinement``: a model keypoint whose predicted position a
+            body hides from a camera (:mod:`.occlusion`, learned from the seeds) takes no label
+            in that view, in stages 3 and 4.
         velocity_damping: Fraction of the last frame-to-frame velocity carried forward.
         two_sided_reach: Local backend, full pipeline: a frame left with a flagged model
             keypoint is labeled again once the frames up to this many after it (in the
@@ -121,6 +125,7 @@ class LabelingConfig:
     refine: RefineParams = attrs.field(factory=RefineParams)
     use_regions: bool = True
     use_refinement: bool = True
+    use_occlusion: bool = True
     velocity_damping: float = 0.8
     two_sided_reach: int = attrs.field(default=2, converter=int,
                                        validator=attrs.validators.ge(0))
@@ -560,6 +565,7 @@ class _Runner:
     ref_peak: np.ndarray | None = None
     reference: list[np.ndarray] = attrs.field(factory=list)
     body: BodyModel | None = None
+    occluders: BodyOccluders | None = None
     decoys: Decoys = attrs.field(factory=Decoys)
     cand_cache: dict[tuple[int, int], Candidates] = attrs.field(factory=dict)
     parallel_views: bool = False
@@ -683,9 +689,14 @@ class _Runner:
         rflags = np.zeros((n_cam, n_ind, n_kp), np.uint16)
         cands, views = [], []
         calls = 0
+        # a keypoint a body hides in a view takes no label there (a dot at its prediction is
+        # something else's)
+        hidden = np.zeros((n_cam, n_ind, n_kp), bool)
+        if self.occluders is not None and pred3 is not None:
+            hidden = self.occluders.hidden(group, pred3, sig3) & ~human
 
         def store(c: int, out) -> None:
-            free = ~human[c]
+            free = ~human[c] & ~hidden[c]
             index[c][free] = out.index[free]
             obs[c][free] = out.xy[free]
             conf[c][free] = out.confidence[free]
@@ -726,7 +737,7 @@ class _Runner:
         def stage4():
             return refine_frame(group, self.project.skeleton, obs, human, cands, index, conf, margin,
                                 rflags, pred3, sig3, cfg.refine, use_refinement=cfg.use_refinement,
-                                body=self.body, decoys=self.decoys)
+                                body=self.body, decoys=self.decoys, hidden=hidden)
 
         res = stage4()
         second = getattr(self.reasoner, "second_opinion", None)
@@ -944,6 +955,10 @@ def run_labeling(
     runner.body = BodyModel.from_seeds(project.skeleton, runner.reference)
     runner.ref_peak = _seed_peaks(runner, seeds)
     runner.decoys = _seed_decoys(runner, seeds)
+    if config.use_refinement and config.use_occlusion:
+        runner.occluders = fit_body_occluders(
+            project.skeleton, runner.body.midline, runner.group, runner.reference,
+            [np.isfinite(poses.points2d[:, s, ..., 0]) for s in seeds])
     runner.forget(seeds)
     block = 64
     reach = config.two_sided_reach if _revisits(config, reasoner) else 0

@@ -259,6 +259,7 @@ def refine_frame(
     use_refinement: bool = True,
     body: BodyModel | None = None,
     decoys: Decoys | None = None,
+    hidden: np.ndarray | None = None,
 ) -> FrameResult:
     """Stage 4 for one frame (see the module docstring).
 
@@ -281,6 +282,8 @@ def refine_frame(
             is flagged SWAP, one at another keypoint's place SWAP, one outside the seeds'
             distance ranges AMBIGUOUS.
         decoys: Distractors learned from the seeds: a point at one is flagged AMBIGUOUS.
+        hidden: ``(C, M, K)`` bool: a body hides the keypoint from the view
+            (:mod:`.occlusion`): the hypotheses give it no candidate there.
     """
     params = params or RefineParams()
     n_cam, n_ind, n_kp = obs.shape[:3]
@@ -301,13 +304,14 @@ def refine_frame(
         if trusted.any():
             proj = group.project(x3)  # (C, M, K, 2)
             for c in range(n_cam):
-                changed = _resolve_view(c, proj[c], trusted, obs, human, index, candidates[c], params)
+                seen = trusted if hidden is None else trusted & ~hidden[c]
+                changed = _resolve_view(c, proj[c], seen, obs, human, index, candidates[c], params)
                 n_changed += changed
             res = triangulate_ransac(obs, group, params.threshold_px, weights=_weights(human, assign_conf))
         # a trusted point that jumped away from a confident prediction: try the candidates
         # nearest the prediction in every view (the "neighbouring candidate" hypothesis in 3D)
         if _retry_jumps(group, res.points3d, obs, human, index, candidates, predicted3d,
-                        sigma3d, params):
+                        sigma3d, params, hidden):
             n_changed += 1
             res = triangulate_ransac(obs, group, params.threshold_px, weights=_weights(human, assign_conf))
         # "missing" wins where a model label still does not fit a 3D point (a point seen in
@@ -366,7 +370,8 @@ def refine_frame(
 
 def _retry_jumps(group: CameraGroup, x3: np.ndarray, obs: np.ndarray, human: np.ndarray,
                  index: np.ndarray, candidates: list[Candidates], pred: np.ndarray,
-                 sigma: np.ndarray, params: RefineParams) -> bool:
+                 sigma: np.ndarray, params: RefineParams, hidden: np.ndarray | None = None
+                 ) -> bool:
     """For each keypoint whose 3D point lies beyond ``max(jump_mm, 4 sigma)`` of its
     prediction, or that has no 3D point, triangulate the candidates nearest the reprojected
     prediction (for a lost keypoint: only dots nobody holds); when those agree (>= 2 inlier
@@ -387,6 +392,8 @@ def _retry_jumps(group: CameraGroup, x3: np.ndarray, obs: np.ndarray, human: np.
         alt_j = np.full(n_cam, -1)
         for c in range(n_cam):
             if human[c, m, k] or len(candidates[c]) == 0 or not np.isfinite(p2[c]).all():
+                continue
+            if hidden is not None and hidden[c, m, k]:
                 continue
             d = vector_length(candidates[c].xy - p2[c])
             if lost[m, k]:  # a lost keypoint only takes a dot nobody holds
