@@ -8,7 +8,7 @@ import pytest
 from napari_behaviorvlm.core.skeleton import Skeleton, default_qd_mouse_skeleton
 from napari_behaviorvlm.geometry.camera import Camera, CameraGroup, look_at
 from napari_behaviorvlm.pose.occlusion import BodyOccluders, fit_body_occluders
-from napari_behaviorvlm.pose.pipeline import LabelingConfig, run_labeling
+from napari_behaviorvlm.pose.pipeline import SETTINGS_KEY, LabelingConfig, run_labeling
 from napari_behaviorvlm.pose.refine import BodyModel
 from tests.pose.pose_fixtures import new_project, small_sim
 
@@ -143,6 +143,9 @@ def test_labeling_takes_fewer_labels_where_the_body_hides_the_dot():
         labeled = np.isfinite(project.poses.points2d[..., 0])[:, frames]
         at_hidden[use] = int((labeled & sim.occluded[:, frames]).sum())
         at_visible[use] = int((labeled & sim.visible[:, frames]).sum())
+        # what was learned is recorded in the project's settings
+        volume = project.settings[SETTINGS_KEY]["body_volume"]
+        assert (volume is not None and volume["depth_mm"] > 0) == use
         # the seeds' labels are kept either way
         assert np.array_equal(project.poses.points2d[:, seeds],
                               new_project(sim, seeds).poses.points2d[:, seeds], equal_nan=True)

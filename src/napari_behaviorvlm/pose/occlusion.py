@@ -216,11 +216,11 @@ def fit_body_occluders(skeleton: Skeleton, midline: Sequence[int], group: Camera
     regions = [sorted(idx) for idx in skeleton.region_indices().values() if len(idx) == 2]
     heads = [tuple(sorted(p)) for p in skeleton.symmetry_indices() if sorted(p) in regions]
     stack = np.stack(seed_points3d)
-    with np.errstate(invalid="ignore"):
-        length = np.nanmedian(np.linalg.norm(stack[:, :, trunk[0]] - stack[:, :, trunk[-1]],
-                                             axis=-1))
-    if not np.isfinite(length) or length <= 0:
+    lengths = np.linalg.norm(stack[:, :, trunk[0]] - stack[:, :, trunk[-1]], axis=-1)
+    lengths = lengths[np.isfinite(lengths) & (lengths > 0)]
+    if not len(lengths):
         return None
+    length = float(np.median(lengths))
     depths, head_sizes = _DEPTH_FRACTIONS * length, _HEAD_FRACTIONS * length
     centers = np.stack([cam.center for cam in group])
     best: tuple[float, BodyOccluders] | None = None

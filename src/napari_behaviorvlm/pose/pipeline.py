@@ -138,6 +138,7 @@ class LabelingConfig:
             "window": self.window,
             "use_regions": self.use_regions,
             "use_refinement": self.use_refinement,
+            "use_occlusion": self.use_occlusion,
             "two_sided_reach": self.two_sided_reach,
             "candidates": attrs.asdict(self.candidates),
             "refine": attrs.asdict(self.refine),
@@ -959,6 +960,12 @@ def run_labeling(
         runner.occluders = fit_body_occluders(
             project.skeleton, runner.body.midline, runner.group, runner.reference,
             [np.isfinite(poses.points2d[:, s, ..., 0]) for s in seeds])
+    # what was learned (None: not used), for the user to read in the project's settings
+    volume = None if runner.occluders is None else attrs.asdict(runner.occluders)
+    project.settings.setdefault(SETTINGS_KEY, {})["body_volume"] = volume
+    if volume is not None:
+        log.info("body volume from the seeds: back spheres %.1f mm, head sphere %.1f mm, up %s",
+                 volume["depth_mm"], volume["head_mm"], volume["up"])
     runner.forget(seeds)
     block = 64
     reach = config.two_sided_reach if _revisits(config, reasoner) else 0
