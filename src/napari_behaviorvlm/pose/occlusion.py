@@ -19,11 +19,12 @@ animal's belly faces forward). A keypoint is **hidden** in a camera when the ray
 camera centre to it passes at least ``edge_mm`` deep inside a sphere (plus ``uncertainty_share``
 of the position's uncertainty, when the position is a prediction) and enters it at least
 ``margin_mm`` before the keypoint. A keypoint inside a sphere is not judged by it: a dot lies
-on the body's surface, so there the sphere is too big. The keypoints that build a sphere are not tested against
-their own animal's spheres of that kind (the model is too coarse to judge the dots it is made of).
+on the body's surface, so there the sphere is too big. The keypoints that build a sphere are
+not tested against their own animal's spheres of that kind (the model is too coarse to judge
+the dots it is made of).
 
-Nothing is assumed about the animal's size or the world's orientation: :meth:`from_seeds`
-picks ``up`` among the six world axes and the two sizes on a grid (fractions of the seeds' back
+Nothing is assumed about the animal's size or the world's orientation:
+:func:`fit_body_occluders` picks ``up`` among the six world axes and the two sizes on a grid (fractions of the seeds' back
 length) by how well they explain which keypoints the seed frames left unlabeled although they
 project into the image. A wrongly hidden keypoint loses a right label, so a false "hidden"
 counts ``false_weight`` times a true one; when nothing explains the seeds, there is no model.
@@ -51,7 +52,7 @@ class BodyOccluders:
     """Per-animal sphere volumes that hide dots (see the module docstring).
 
     Attributes:
-        trunk: Keypoint indices of the back line, front to rear (at least 2).
+        trunk: Keypoint indices of the back line, front to rear (3 from the fit).
         up: ``(3,)`` unit world direction of the animals' backs.
         depth_mm: Trunk spheres: radius and depth below the back line, mm.
         head: The left/right pair whose midpoint tops the head sphere, or None.

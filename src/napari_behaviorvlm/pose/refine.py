@@ -11,7 +11,8 @@ For one multi-view frame, given each view's stage-3 assignment:
    high-error view, the left/right swap (the partner's candidate), a neighbouring candidate and
    "missing" (no candidate inside the gate) and keeps the lowest-error configuration; inlier
    views keep their candidate because it is already the cheapest. The frame is then
-   re-triangulated.
+   re-triangulated. Neither this nor the retry below gives a keypoint a candidate in a view
+   where a body hides it (``hidden``, :mod:`.occlusion`).
    Jumps and lost keypoints: a 3D point beyond ``max(jump_mm, 4 sigma)`` of its prediction, or
    a keypoint with no 3D point, is re-tried from the candidates nearest its reprojected
    prediction in every view (a lost keypoint only takes dots nobody holds); if they agree in
@@ -374,7 +375,8 @@ def _retry_jumps(group: CameraGroup, x3: np.ndarray, obs: np.ndarray, human: np.
                  ) -> bool:
     """For each keypoint whose 3D point lies beyond ``max(jump_mm, 4 sigma)`` of its
     prediction, or that has no 3D point, triangulate the candidates nearest the reprojected
-    prediction (for a lost keypoint: only dots nobody holds); when those agree (>= 2 inlier
+    prediction (for a lost keypoint: only dots nobody holds; none in a view where ``hidden``
+    ``(C, M, K)`` says a body hides it); when those agree (>= 2 inlier
     views) near the prediction, they replace the keypoint's labels (and leave the keypoints
     that held them). Returns whether anything changed."""
     limit = np.maximum(params.jump_mm, 4.0 * np.nan_to_num(sigma, nan=np.inf))
