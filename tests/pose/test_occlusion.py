@@ -82,6 +82,7 @@ def test_missing_points_hide_nothing_and_are_not_hidden():
     group = CameraGroup([TOP])
     x = _mouse()
     x[K["back_mid"]] = np.nan
+    x[K["paw_front_left"]] = (31, 0, 5)  # under the head
     assert not MODEL.hidden(group, x[None]).any()
     x = _mouse()
     x[K["paw_hind_left"]] = np.nan

@@ -117,6 +117,8 @@ def _spheres(points3d: np.ndarray, trunk: Sequence[int], head: tuple[int, int] |
         head_c = np.full((len(head_depth), points3d.shape[0], 3), np.nan)
     else:
         top = points3d[:, list(head)].mean(axis=1)  # (M, 3)
+        whole_back = np.isfinite(line).all(axis=(1, 2))
+        top = np.where(whole_back[:, None], top, np.nan)  # an incomplete back hides nothing
         head_c = top[None] + head_depth[:, None, None] * below[None]
     on_trunk = np.isin(np.arange(n_kp), trunk)
     on_head = np.isin(np.arange(n_kp), [] if head is None else list(head))
@@ -235,8 +237,9 @@ def fit_body_occluders(skeleton: Skeleton, midline: Sequence[int], group: Camera
                 shown = labeled.reshape(len(group), -1)
                 # a labeled dot inside the volume counts against it as a hidden one would
                 hid = _penetration(centers, x3, model, depths, head_sizes, True) > model.edge_mm
-                explained += (hid & unlabeled).sum(axis=(2, 3))
-                score += (hid & unlabeled).sum(axis=(2, 3)) - false_weight * (hid & shown).sum(axis=(2, 3))
+                right = (hid & unlabeled).sum(axis=(2, 3))
+                explained += right
+                score += right - false_weight * (hid & shown).sum(axis=(2, 3))
             # the best score; among equals the smallest volume
             i, j = np.unravel_index(int(np.argmax(score)), score.shape)
             if explained[i, j] < min_explained:
