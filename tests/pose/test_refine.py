@@ -320,6 +320,62 @@ def test_a_paw_flagged_both_swap_and_ambiguous_loses_its_labels():
     assert np.linalg.norm(out.points3d[0, ear] - true[0, ear]) < 1.0
 
 
+def _refine_weak_tail(params, n_views_k, off_px=4.0, sigma_mm=1.0):
+    """Stage 4 on a frame where ``tail_mid`` has model labels in the first ``n_views_k``
+    views at a place 7 mm from its prediction (the true place), the first of them
+    ``off_px`` px farther off (the views disagree); the prediction's uncertainty is
+    ``sigma_mm``; every other keypoint is a human label."""
+    sim, seeds, _ = small_sim()
+    frame = next(f for f in range(sim.n_frames) if f not in seeds)
+    true = sim.points3d[frame].astype(float)
+    k = sim.skeleton.index("tail_mid")
+    moved = true.copy()
+    moved[0, k] += [params.weak_mm + 2.0, 0.0, 0.0]
+    obs = sim.calibration.project(true)
+    n_cam, n_ind, n_kp = obs.shape[:3]
+    obs[:, 0, k] = sim.calibration.project(moved)[:, 0, k]
+    obs[n_views_k:, 0, k] = np.nan
+    obs[0, 0, k] += [0.0, off_px]
+    human = np.ones((n_cam, n_ind, n_kp), bool)
+    human[:, 0, k] = False
+    cands = [Candidates(obs[c, 0, k:k + 1], np.full(1, 100.0), np.full(1, 9.0))
+             if c < n_views_k else Candidates(np.zeros((0, 2)), np.zeros(0), np.zeros(0))
+             for c in range(n_cam)]
+    index = np.full((n_cam, n_ind, n_kp), -1)
+    index[:n_views_k, 0, k] = 0
+    shape = (n_cam, n_ind, n_kp)
+    out = refine_frame(sim.calibration, sim.skeleton, obs, human, cands, index,
+                       np.full(shape, 0.9), np.full(shape, 5.0), np.zeros(shape, np.uint16),
+                       true, np.full((n_ind, n_kp), sigma_mm), params)
+    return out, k
+
+
+def test_two_views_that_disagree_away_from_the_window_lose_their_labels():
+    params = RefineParams()
+    # the rule off: the 2-view point is kept, its views disagree, and it is flagged
+    out, k = _refine_weak_tail(attrs.evolve(params, drop_weak_max_views=0), 2)
+    assert np.isfinite(out.points3d[0, k]).all() and out.n_views[0, k] == 2
+    assert np.nanmax(out.reproj_error[:, 0, k]) > params.weak_reproj_px
+    assert (out.flags[:2, 0, k] & int(Flag.AMBIGUOUS)).all()
+    # on (the default): nothing says which view is right, so "missing" wins
+    out, k = _refine_weak_tail(params, 2)
+    assert np.isnan(out.points3d[0, k]).all() and np.isnan(out.points2d[:, 0, k]).all()
+    assert (out.flags[:, 0, k] == int(Flag.FEW_VIEWS)).all()
+    assert out.n_dropped == 2
+    # two views that agree keep the point (flagged: unconfirmed), and so does a third view
+    out, k = _refine_weak_tail(params, 2, off_px=0.0)
+    assert np.isfinite(out.points3d[0, k]).all() and out.n_views[0, k] == 2
+    assert (out.flags[:2, 0, k] == int(Flag.AMBIGUOUS)).all()
+    out, k = _refine_weak_tail(params, 3)
+    assert np.isfinite(out.points3d[0, k]).all() and out.n_views[0, k] == 3
+    assert (out.flags[:3, 0, k] & int(Flag.AMBIGUOUS)).all()
+    # an uncertain prediction (fast motion: 3 sigma = 9 mm > 7 mm) is no evidence against
+    # the point: kept, flagged
+    out, k = _refine_weak_tail(params, 2, sigma_mm=3.0)
+    assert np.isfinite(out.points3d[0, k]).all() and out.n_views[0, k] == 2
+    assert (out.flags[:2, 0, k] & int(Flag.AMBIGUOUS)).all()
+
+
 def _refine_on_missing_keypoint(params, n_mice=1, holder=(0, "paw_front_left"),
                                 owner=(0, "paw_front_right")):
     """Stage 4 on a frame where the ``holder`` keypoint (individual, name), hidden from every

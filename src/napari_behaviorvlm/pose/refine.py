@@ -25,7 +25,9 @@ For one multi-view frame, given each view's stage-3 assignment:
    swapped in every view. Views still above ``threshold_px`` (``flag_reproj_px`` for a point
    seen in 4+ views, which keeps 3) lose the label ("missing" wins) and the point is refit;
    so does, after scoring, a keypoint flagged both SWAP and AMBIGUOUS
-   (``drop_swap_ambiguous``). Human labels never change.
+   (``drop_swap_ambiguous``), and a 2-view point whose views disagree away from its
+   prediction (``drop_weak_max_views``: nothing says which view is right). Human labels
+   never change.
 3. **Confidence** of each model label (0..1)::
 
        conf = exp(-0.5 (e / 2 px)^2) * (0.5 + 0.5 min(n, 3) / 3) * (0.5 + 0.5 c_reasoner)
@@ -168,6 +170,8 @@ class RefineParams:
         drop_swap_ambiguous: A model keypoint flagged both SWAP and AMBIGUOUS loses its
             labels (an identity doubt another rule confirms; 86 % of them were > 5 mm off on
             the tuning sessions).
+        drop_weak_max_views: With ``drop_swap_ambiguous``, a weakly supported model keypoint
+            (see ``weak_*``) seen in at most this many views loses its labels too (0: off).
         claim_margin_mm: A model keypoint whose 3D point lies near another keypoint's
             prediction (within ``max(6 mm, 2 sigma)``, 6 mm for another individual's) that has
             no 3D point, and this much
@@ -208,6 +212,7 @@ class RefineParams:
     rigid_tolerance_mm: float = 3.0
     jump_max_views: int = 3
     drop_swap_ambiguous: bool = True
+    drop_weak_max_views: int = 2
     claim_margin_mm: float = 3.0
     decoy_mm: float = 5.0
 
@@ -356,7 +361,13 @@ def refine_frame(
         if out.unshown_doubt is not None:  # the tracker's doubt counts as SWAP here
             kp = kp | np.where(out.unshown_doubt, int(Flag.SWAP), 0).astype(np.uint16)
         both = int(Flag.SWAP | Flag.AMBIGUOUS)
-        doubt = ((kp & both) == both) & ~human.any(axis=0) & np.isfinite(x3).all(axis=-1)
+        doubt = (kp & both) == both
+        # two views that disagree, away from the window: nothing says which view is right
+        # (beyond what the prediction's own uncertainty allows: fast motion is not a doubt)
+        doubt |= weakly_supported(out.reproj_error, x3, n_views, predicted3d,
+                                  params.drop_weak_max_views, params,
+                                  params.unconfirmed_sigma * np.nan_to_num(sigma3d, nan=np.inf))
+        doubt &= ~human.any(axis=0) & np.isfinite(x3).all(axis=-1)
         if doubt.any():
             n_dropped += int(np.isfinite(obs[:, doubt, 0]).sum())
             obs[:, doubt] = np.nan
@@ -475,6 +486,21 @@ def _resolve_view(c: int, proj: np.ndarray, trusted: np.ndarray, obs: np.ndarray
     return changed
 
 
+def weakly_supported(reproj_error: np.ndarray, points3d: np.ndarray, n_views: np.ndarray,
+                     predicted3d: np.ndarray, max_views: int, params: RefineParams,
+                     beyond_mm: np.ndarray | float = 0.0) -> np.ndarray:
+    """``(M, K)`` bool: a 3D point seen in at most ``max_views`` views whose views disagree
+    (a label more than ``weak_reproj_px`` off its reprojection, ``reproj_error`` ``(C, M, K)``
+    px) and that lies more than ``max(weak_mm, beyond_mm)`` from its prediction (the window
+    disagrees too)."""
+    has3 = np.isfinite(points3d).all(axis=-1)
+    haspred = np.isfinite(predicted3d).all(axis=-1)
+    worst = np.where(np.isfinite(reproj_error), reproj_error, 0.0).max(axis=0)
+    weak = has3 & haspred & (n_views <= max_views) & (worst > params.weak_reproj_px)
+    far = vector_length(points3d - predicted3d) > np.maximum(params.weak_mm, beyond_mm)
+    return weak & far
+
+
 def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: np.ndarray,
                 points3d: np.ndarray, n_views: np.ndarray, assign_conf: np.ndarray,
                 assign_margin: np.ndarray, assign_flags: np.ndarray, predicted3d: np.ndarray,
@@ -505,10 +531,7 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     # two views agree by construction: a 2-view point away from its prediction is unconfirmed
     unconfirmed = far & (dist > np.maximum(params.unconfirmed_mm, params.unconfirmed_sigma * sigma3d))
     kp_flags |= np.where(unconfirmed, int(Flag.AMBIGUOUS), 0).astype(np.uint16)
-    # weakly supported: few views that disagree with each other and with the window
-    worst = np.where(np.isfinite(err), err, 0.0).max(axis=0)
-    weak = has3 & haspred & (n_views <= params.weak_max_views) & (worst > params.weak_reproj_px)
-    weak &= dist > params.weak_mm
+    weak = weakly_supported(err, points3d, n_views, predicted3d, params.weak_max_views, params)
     kp_flags |= np.where(weak, int(Flag.AMBIGUOUS), 0).astype(np.uint16)
     kp_flags |= _swap_flags(skeleton, points3d, predicted3d, params.swap_margin_mm)
     if decoys is not None and params.decoy_mm > 0:
