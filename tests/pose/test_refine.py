@@ -7,7 +7,7 @@ import warnings
 import attrs
 import numpy as np
 
-from napari_behaviorvlm.core.pose import Flag
+from napari_behaviorvlm.core.pose import STEERING_FLAGS, Flag
 from napari_behaviorvlm.pose.candidates import Candidates
 from napari_behaviorvlm.pose.refine import (
     BodyModel,
@@ -269,6 +269,39 @@ def test_a_weakly_supported_point_off_its_prediction_is_ambiguous():
     assert not score(3, 0.3).flags.any()  # the 3 views agree: believed
     assert not score(4, 2.5).flags.any()  # 4 views: enough support
 
+
+
+def test_a_point_whose_labels_average_a_low_confidence_is_shown_for_review():
+    sim, seeds, _ = small_sim()
+    params = RefineParams()
+    true, pred, _ = _frame(sim, seeds)
+    k = sim.skeleton.index("tail_mid")
+    n_cam = len(sim.calibration)
+    shape = (n_cam, 1, sim.skeleton.n_keypoints)
+
+    def score(stage3_conf, params=params, human_view=False):
+        obs = sim.calibration.project(true)
+        obs[2:, 0, k] = np.nan  # 2 views
+        obs[0, 0, k] += [0.0, 1.4]  # a small disagreement, no other rule's business
+        n_views = np.full(shape[1:], n_cam)
+        n_views[0, k] = 2
+        conf = np.full(shape, 0.9)
+        conf[:, 0, k] = stage3_conf
+        human = np.zeros(shape, bool)
+        human[1, 0, k] = human_view
+        return score_frame(sim.calibration, sim.skeleton, obs, human, true, n_views, conf,
+                           np.full(shape, 5.0), np.zeros(shape, np.uint16), pred,
+                           np.full(shape[1:], 3.0), params)
+
+    sure = score(0.9)
+    assert not sure.flags.any()
+    doubtful = score(0.0)  # stage 3 hesitated between dots
+    assert np.nanmean(sure.confidence[:2, 0, k]) > params.low_confidence
+    assert (doubtful.flags[:2, 0, k] == int(Flag.LOW_CONFIDENCE)).all()
+    assert not np.delete(doubtful.flags, k, axis=2).any()
+    assert not int(Flag.LOW_CONFIDENCE) & STEERING_FLAGS  # shown, does not steer the run
+    assert not score(0.0, attrs.evolve(params, low_confidence=0.0)).flags.any()
+    assert not score(0.0, human_view=True).flags.any()  # a human label anchors the point
 
 
 def _refine_paw_on_ear(params):

@@ -50,8 +50,9 @@ class Flag(enum.IntFlag):
     other mouse, another body part's place, the wrong side of the body); ``AMBIGUOUS`` a label
     nothing confirms (a close call or a 2-view point away from the prediction) or a pose
     outside the seeds' distance ranges; ``OFF_RIGID_PAIR`` a member of a rigid left/right pair
-    (the ears) away from both its partner and the body's midline. Every flag but
-    ``OFF_RIGID_PAIR`` also steers the labeling run (:data:`STEERING_FLAGS`).
+    (the ears) away from both its partner and the body's midline; ``LOW_CONFIDENCE`` a 3D
+    point whose model labels' confidence averages low. Every flag but ``OFF_RIGID_PAIR`` and
+    ``LOW_CONFIDENCE`` also steers the labeling run (:data:`STEERING_FLAGS`).
     """
 
     HIGH_REPROJ_ERROR = 1
@@ -61,6 +62,7 @@ class Flag(enum.IntFlag):
     LOW_MODEL_CONFIDENCE = 16
     AMBIGUOUS = 32
     OFF_RIGID_PAIR = 64
+    LOW_CONFIDENCE = 128
 
 
 FLAG_DESCRIPTIONS: dict[Flag, str] = {
@@ -71,11 +73,13 @@ FLAG_DESCRIPTIONS: dict[Flag, str] = {
     Flag.LOW_MODEL_CONFIDENCE: "low model confidence",
     Flag.AMBIGUOUS: "ambiguous or unconfirmed (few views, off the window or the body shape)",
     Flag.OFF_RIGID_PAIR: "away from its rigid partner and the body (an ear off the other ear and the neck)",
+    Flag.LOW_CONFIDENCE: "low confidence (few views that disagree a little, a close call)",
 }
 
 #: The flags a labeling run treats as doubts about the label (re-anchoring, revisits): all but
-#: ``OFF_RIGID_PAIR``, which is shown for review only (steering by it helped one mouse and
-#: hurt two on the benchmark sessions, docs/pose-pipeline.md).
+#: ``OFF_RIGID_PAIR`` and ``LOW_CONFIDENCE``, which are shown for review only (steering by
+#: ``OFF_RIGID_PAIR`` helped one mouse and hurt two on the benchmark sessions,
+#: docs/pose-pipeline.md).
 STEERING_FLAGS = int(Flag.HIGH_REPROJ_ERROR | Flag.FEW_VIEWS | Flag.JUMP | Flag.SWAP
                      | Flag.LOW_MODEL_CONFIDENCE | Flag.AMBIGUOUS)
 

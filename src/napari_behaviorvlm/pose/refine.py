@@ -53,6 +53,10 @@ For one multi-view frame, given each view's stage-3 assignment:
      paw on an ear's dot; at the left/right partner's place of a keypoint lying more than
      ``own_side_mm`` on its own side, a doubt the tracker keeps but does not show:
      :func:`place_doubts`);
+   - ``LOW_CONFIDENCE`` (shown for review, does not steer the run): the model labels of a 3D
+     point average a confidence below ``low_confidence``: few views, a small disagreement
+     between them and a close call in stage 3 together, none of which a rule above flags
+     alone;
    - ``LOW_MODEL_CONFIDENCE``: raised by the reasoner (e.g. a model answer that failed
      validation, a failed request, or a model confidence below 0.5);
    - ``AMBIGUOUS``: a 2-view point (two views always agree with each other) that lies
@@ -186,6 +190,8 @@ class RefineParams:
         decoy_mm: AMBIGUOUS when a point lies within this distance of one of its individual's
             decoys (seed-learned distractors such as the eyes' shine), placed by the frame's
             own labels (0: off).
+        low_confidence: LOW_CONFIDENCE (review only) on the labels of a 3D point whose model
+            labels' confidence averages below this (0: off).
     """
 
     threshold_px: float = 4.0
@@ -215,6 +221,7 @@ class RefineParams:
     drop_weak_max_views: int = 2
     claim_margin_mm: float = 3.0
     decoy_mm: float = 5.0
+    low_confidence: float = 0.4
 
 
 @attrs.define(eq=False)
@@ -560,6 +567,14 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     geom = np.where(np.isfinite(err), np.exp(-0.5 * (np.nan_to_num(err) / 2.0) ** 2), 0.3)
     support = 0.5 + 0.5 * np.minimum(n_views, 3)[None] / 3.0
     conf = geom * support * (0.5 + 0.5 * np.clip(np.nan_to_num(assign_conf, nan=0.5), 0, 1))
+    if params.low_confidence > 0:
+        # review only: a 3D point whose model labels average a low confidence
+        model = labeled & ~human
+        n_model = model.sum(axis=0)
+        mean_conf = np.where(model, conf, 0.0).sum(axis=0) / np.maximum(n_model, 1)
+        low = (n_views >= 2) & (n_model > 0) & ~human.any(axis=0)
+        low &= mean_conf < params.low_confidence
+        flags |= np.where(model & low[None], int(Flag.LOW_CONFIDENCE), 0).astype(np.uint16)
     conf = np.where(flags > 0, np.minimum(conf, 0.5), conf)
     conf = np.where(human, 1.0, conf)
     conf = np.where(labeled, conf, np.nan).astype(np.float32)
