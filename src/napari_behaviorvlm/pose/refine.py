@@ -371,7 +371,7 @@ def refine_frame(
         doubt = (kp & both) == both
         # two views that disagree, away from the window: nothing says which view is right
         # (beyond what the prediction's own uncertainty allows: fast motion is not a doubt)
-        doubt |= weakly_supported(out.reproj_error, x3, n_views, predicted3d,
+        doubt |= _weakly_supported(out.reproj_error, x3, n_views, predicted3d,
                                   params.drop_weak_max_views, params,
                                   params.unconfirmed_sigma * np.nan_to_num(sigma3d, nan=np.inf))
         doubt &= ~human.any(axis=0) & np.isfinite(x3).all(axis=-1)
@@ -493,7 +493,7 @@ def _resolve_view(c: int, proj: np.ndarray, trusted: np.ndarray, obs: np.ndarray
     return changed
 
 
-def weakly_supported(reproj_error: np.ndarray, points3d: np.ndarray, n_views: np.ndarray,
+def _weakly_supported(reproj_error: np.ndarray, points3d: np.ndarray, n_views: np.ndarray,
                      predicted3d: np.ndarray, max_views: int, params: RefineParams,
                      beyond_mm: np.ndarray | float = 0.0) -> np.ndarray:
     """``(M, K)`` bool: a 3D point seen in at most ``max_views`` views whose views disagree
@@ -538,7 +538,7 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
     # two views agree by construction: a 2-view point away from its prediction is unconfirmed
     unconfirmed = far & (dist > np.maximum(params.unconfirmed_mm, params.unconfirmed_sigma * sigma3d))
     kp_flags |= np.where(unconfirmed, int(Flag.AMBIGUOUS), 0).astype(np.uint16)
-    weak = weakly_supported(err, points3d, n_views, predicted3d, params.weak_max_views, params)
+    weak = _weakly_supported(err, points3d, n_views, predicted3d, params.weak_max_views, params)
     kp_flags |= np.where(weak, int(Flag.AMBIGUOUS), 0).astype(np.uint16)
     kp_flags |= _swap_flags(skeleton, points3d, predicted3d, params.swap_margin_mm)
     if decoys is not None and params.decoy_mm > 0:
