@@ -10,15 +10,12 @@ import statistics
 import time
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
-from napari_behaviorvlm.geometry.camera import CameraGroup, camera_ring
+from napari_behaviorvlm.geometry.camera import CameraGroup, camera_ring, undistort_points
 from napari_behaviorvlm.geometry.triangulation import triangulate
 
 __all__ = ["bench_triangulate", "per_point_triangulate"]
-
-_UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12)
 
 
 def per_point_triangulate(points2d: np.ndarray, group: CameraGroup) -> np.ndarray:
@@ -38,8 +35,7 @@ def per_point_triangulate(points2d: np.ndarray, group: CameraGroup) -> np.ndarra
             pixel = points2d[c, n]
             if not np.isfinite(pixel).all():
                 continue
-            x, y = cv2.undistortPoints(pixel.reshape(1, 1, 2), cam.matrix, cam.dist,
-                                       criteria=_UNDISTORT_CRITERIA).reshape(2)
+            x, y = undistort_points(pixel.reshape(1, 1, 2), cam.matrix, cam.dist).reshape(2)
             proj = extrinsics[c]
             rows.append(x * proj[2] - proj[0])
             rows.append(y * proj[2] - proj[1])

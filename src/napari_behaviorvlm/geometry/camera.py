@@ -27,7 +27,7 @@ import tomli_w
 
 __all__ = [
     "CalibrationError", "Camera", "CameraGroup", "RigArrays", "camera_ring", "load_calibration",
-    "look_at", "rig_arrays", "save_calibration",
+    "UNDISTORT_CRITERIA", "look_at", "rig_arrays", "save_calibration", "undistort_points",
 ]
 
 
@@ -81,6 +81,21 @@ def _rotation(rvec: tuple[float, float, float]) -> np.ndarray:
     rotation.flags.writeable = False
     return rotation
 
+
+
+UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12)
+"""Iterations of OpenCV's point undistortion: 50 steps or 1e-12 normalised units."""
+
+
+def undistort_points(pixels: np.ndarray, matrix: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Normalised image coordinates ``(N, 1, 2)`` of pixels ``(N, 1, 2)`` under the camera
+    ``matrix`` (3, 3) and distortion ``dist``, iterated to :data:`UNDISTORT_CRITERIA`.
+
+    OpenCV 4 takes the criteria in ``undistortPointsIter``; OpenCV 5 dropped that function and
+    takes them in ``undistortPoints``: both are supported."""
+    if hasattr(cv2, "undistortPointsIter"):
+        return cv2.undistortPointsIter(pixels, matrix, dist, None, None, UNDISTORT_CRITERIA)
+    return cv2.undistortPoints(pixels, matrix, dist, criteria=UNDISTORT_CRITERIA)
 
 @attrs.frozen(eq=False)
 class RigArrays:
@@ -238,10 +253,7 @@ class Camera:
                               (flat[:, 1] - self.matrix[1, 2]) / self.matrix[1, 1])
             ok &= radius < limit
         if ok.any():
-            und = cv2.undistortPoints(
-                flat[ok].reshape(-1, 1, 2), self.matrix, self.dist,
-                criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12),
-            )
+            und = undistort_points(flat[ok].reshape(-1, 1, 2), self.matrix, self.dist)
             out[ok] = und.reshape(-1, 2)
         return out.reshape(points.shape)
 

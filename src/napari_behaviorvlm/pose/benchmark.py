@@ -33,7 +33,7 @@ from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.pose.metrics import evaluate_poses
 from napari_behaviorvlm.pose.pipeline import LabelingConfig, run_labeling
 
-__all__ = ["GroundTruthTestDouble", "VARIANTS", "format_table", "run_pose_benchmark"]
+__all__ = ["GroundTruthTestDouble", "VARIANTS", "blas_kernel", "format_table", "run_pose_benchmark"]
 
 VARIANTS = {
     "naive": {"use_regions": False, "use_refinement": False},
@@ -138,6 +138,26 @@ def _project(session_dir: Path, sim) -> Project:
     return project
 
 
+def blas_kernel() -> str:
+    """The BLAS libraries loaded, each with the package that ships it, its version and the CPU
+    kernel it runs (e.g. ``numpy openblas 0.3.31 Haswell; scipy openblas 0.3.30 Haswell``).
+
+    The pipeline makes discrete choices (assignments, RANSAC inliers, thresholds) on
+    floating-point sums, so a BLAS kernel that rounds the last bit differently can flip a close
+    call and, through the temporal window, the frames after it: figures are reproducible bit for
+    bit only on the same kernels (``OPENBLAS_CORETYPE`` chooses them)."""
+    from threadpoolctl import threadpool_info
+
+    out = []
+    for info in threadpool_info():
+        if info.get("user_api") != "blas":
+            continue
+        package = Path(info.get("filepath", "")).parent.name.removesuffix(".libs")
+        out.append(" ".join(str(v) for v in (package, info.get("internal_api"),
+                                            info.get("version"), info.get("architecture")) if v))
+    return "; ".join(out) or "unknown"
+
+
 def run_pose_benchmark(n_cameras: int = 6, n_frames: int = 500, n_mice: int = 1, seed: int = 0,
                        backend: str = "local", difficulty: str = "default",
                        variants: list[str] | None = None, swap_rate: float = 0.1,
@@ -164,7 +184,8 @@ def run_pose_benchmark(n_cameras: int = 6, n_frames: int = 500, n_mice: int = 1,
     seeds = choose_seed_frames(sim)
     result: dict[str, Any] = {
         "config": {"cameras": n_cameras, "frames": n_frames, "mice": n_mice, "seed": seed,
-                   "difficulty": difficulty, "backend": backend, "seed_frames": seeds},
+                   "difficulty": difficulty, "backend": backend, "seed_frames": seeds,
+                   "blas": blas_kernel()},
         "variants": {},
     }
     eval_frames = [f for f in range(n_frames) if f not in seeds]
@@ -233,7 +254,7 @@ def format_table(result: dict[str, Any]) -> str:
     cfg = result["config"]
     lines = [f"bench pose: {cfg['cameras']} cameras, {cfg['frames']} frames, {cfg['mice']} mice, "
              f"seed {cfg['seed']}, {cfg['difficulty']} difficulty, backend {cfg['backend']}, "
-             f"seed frames {cfg['seed_frames']}"]
+             f"seed frames {cfg['seed_frames']}, BLAS {cfg.get('blas', 'unknown')}"]
     cols = ["mean_3d_error_mm", "median_3d_error_mm", "p95_3d_error_mm", "coverage", "pck_5px",
             "identity_swap_rate", "flag_recall", "flag_precision", "frames_per_second",
             "vlm_calls_per_view_frame"]
