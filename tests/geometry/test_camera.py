@@ -132,3 +132,31 @@ def test_projection_matches_opencv_and_is_nan_behind_the_camera(rig):
     assert together.shape == (len(rig), 5, 75, 2)
     for c, cam in enumerate(rig):
         np.testing.assert_array_equal(together[c], cam.project(grid))
+
+
+@pytest.mark.parametrize("opencv", ["4", "5"])
+def test_undistortion_inverts_the_projection_on_opencv_4_and_5(monkeypatch, opencv):
+    import cv2
+
+    from napari_behaviorvlm.geometry import camera as camera_module
+
+    calls, stood_in = [], False
+    if opencv == "4" and not hasattr(cv2, "undistortPointsIter"):
+        # OpenCV 5 here: stand in for OpenCV 4's function, which takes the criteria itself
+        def iterated(src, matrix, dist, r, p, criteria):
+            calls.append(criteria)
+            return cv2.undistortPoints(src, matrix, dist, criteria=criteria)
+
+        monkeypatch.setattr(cv2, "undistortPointsIter", iterated, raising=False)
+        stood_in = True
+    elif opencv == "5" and hasattr(cv2, "undistortPointsIter"):
+        pytest.skip("OpenCV 4 here: its undistortPoints takes no criteria")
+    matrix = np.array([[800.0, 0, 640], [0, 800.0, 360], [0, 0, 1]])
+    dist = np.array([-0.25, 0.08, 0.001, -0.001, 0.0])
+    normalised = np.array([[[-0.5, -0.3]], [[0.2, 0.1]], [[0.6, 0.35]]])
+    pixels = cv2.projectPoints(np.concatenate([normalised[:, 0], np.ones((3, 1))], axis=1),
+                               np.zeros(3), np.zeros(3), matrix, dist)[0]
+    back = camera_module.undistort_points(pixels, matrix, dist)
+    np.testing.assert_allclose(back, normalised, atol=1e-9)
+    if stood_in:
+        assert calls == [camera_module.UNDISTORT_CRITERIA]

@@ -82,7 +82,6 @@ def _rotation(rvec: tuple[float, float, float]) -> np.ndarray:
     return rotation
 
 
-
 UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12)
 """Iterations of OpenCV's point undistortion: 50 steps or 1e-12 normalised units."""
 
@@ -96,6 +95,7 @@ def undistort_points(pixels: np.ndarray, matrix: np.ndarray, dist: np.ndarray) -
     if hasattr(cv2, "undistortPointsIter"):
         return cv2.undistortPointsIter(pixels, matrix, dist, None, None, UNDISTORT_CRITERIA)
     return cv2.undistortPoints(pixels, matrix, dist, criteria=UNDISTORT_CRITERIA)
+
 
 @attrs.frozen(eq=False)
 class RigArrays:
