@@ -13,8 +13,7 @@ from napari_behaviorvlm.pose.benchmark import blas_kernel, format_table
 
 
 def _numpy_openblas() -> bool:
-    import numpy  # noqa: F401  (loads numpy's BLAS)
-
+    """numpy (loaded with the benchmark module) runs on OpenBLAS."""
     return any(i.get("internal_api") == "openblas" and "numpy" in i.get("filepath", "")
                for i in threadpool_info())
 
