@@ -7,6 +7,7 @@ import pytest
 from napari_behaviorvlm.cli import main
 from napari_behaviorvlm.core.pose import Source
 from napari_behaviorvlm.core.project import load_project
+from napari_behaviorvlm.core.review import flagged_mask
 from napari_behaviorvlm.pose.commands import parse_frames
 from napari_behaviorvlm.pose.pipeline import done_frames
 from napari_behaviorvlm.synth.config import SynthConfig
@@ -55,5 +56,9 @@ def test_label_command_creates_then_resumes(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "labeled 5 frames" in printed and "labeled again from both sides" in printed
     third = load_project(out)
+    flagged = flagged_mask(third.poses)
+    expected = (f"to review: {int(flagged.sum())} flagged labels on "
+                f"{int(flagged.any(axis=(0, 2, 3)).sum())} frames in the project")
+    assert flagged.any() and expected in printed
     assert (third.poses.points2d[third.poses.source == Source.SEED]
             == second.poses.points2d[second.poses.source == Source.SEED]).all()

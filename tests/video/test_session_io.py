@@ -97,8 +97,9 @@ def test_session_file_offsets_and_n_frames(make_video, tmp_path):
     toml.write_text(toml.read_text().replace("[[cameras]]", "n_frames = 20\n[[cameras]]", 1))
     assert load_session(toml).n_frames == 20
     toml.write_text(toml.read_text().replace("n_frames = 20", "n_frames = 36"))
-    with pytest.raises(SessionError, match="n_frames = 36 but camera 'right' has only 35"):
+    with pytest.raises(SessionError, match="n_frames = 36 but camera 'right' has only 35") as err:
         load_session(toml)
+    assert "set n_frames = 35" in str(err.value)  # says what to do
 
 
 def test_session_file_roundtrip(make_video, tmp_path):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from napari_behaviorvlm.core.atomic import atomic_write_text
+from napari_behaviorvlm.core.review import flagged_mask
 from napari_behaviorvlm.vlm.commands import add_vlm_arguments, config_from_args
 
 __all__ = ["parse_frames", "register", "register_bench"]
@@ -135,6 +136,11 @@ def _label(args: argparse.Namespace) -> int:
           f"in {info['seconds']:.1f} s; {info['n_revisited']} doubtful frames labeled again from "
           f"both sides ({info['n_revisit_kept']} kept); {info['n_flagged']} labels flagged for "
           f"review; model calls: {info['vlm_calls']}; saved {args.out}")
+    flagged = flagged_mask(project.poses)
+    if flagged.any():
+        print(f"to review: {int(flagged.sum())} flagged labels on "
+              f"{int(flagged.any(axis=(0, 2, 3)).sum())} frames in the project; open it in napari "
+              "(Plugins > BehaviorVLM labeling > Review) and correct only those")
     return 0
 
 

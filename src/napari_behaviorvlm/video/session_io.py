@@ -236,7 +236,9 @@ def _assemble(cameras: list[CameraSource], root: Path, calibration: CameraGroup 
         if n_frames > shortest:
             cam = cameras[available.index(shortest)]
             raise SessionError(f"{where}: n_frames = {n_frames} but camera {cam.name!r} has only "
-                               f"{shortest} frames after its offset (frames per camera: {counts})")
+                               f"{shortest} frames after its offset (frames per camera: {counts}); "
+                               f"set n_frames = {shortest} (or remove it to trim to the shortest "
+                               "camera), or check that camera's video and frame_offset")
         if n_frames < max(available):
             notes.append(f"n_frames = {n_frames} set by {where.name} (frames per camera: {counts})")
         total = int(n_frames)
