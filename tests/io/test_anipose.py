@@ -12,6 +12,7 @@ import pytest
 from napari_behaviorvlm.core.pose import Source
 from napari_behaviorvlm.geometry.camera import load_calibration
 from napari_behaviorvlm.io.anipose import CAM_REGEX, export_anipose, read_anipose_3d
+from tests.movement_reader import read_with_movement
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,16 +68,14 @@ def test_anipose_layout_and_values(small_project, tmp_path):
 
 
 def test_movement_reads_anipose_files(small_project, tmp_path):
-    from movement.io import load_dataset
-
     export_anipose(small_project, tmp_path / "ani")
     poses = small_project.poses
     sess = tmp_path / "ani" / "tiny"
-    ds = load_dataset(sess / "pose-3d" / "tiny_mouse0.csv", source_software="Anipose")
+    ds = read_with_movement(sess / "pose-3d" / "tiny_mouse0.csv", source_software="Anipose")
     order = [list(ds.keypoints.values).index(k) for k in poses.keypoint_names]
     np.testing.assert_allclose(ds.position.values[:, :, order, 0].transpose(0, 2, 1),
                                poses.points3d[:, 0])
-    ds2 = load_dataset(sess / "pose-2d" / "tiny_mouse0-camcamB.h5", source_software="DeepLabCut")
+    ds2 = read_with_movement(sess / "pose-2d" / "tiny_mouse0-camcamB.h5", "DeepLabCut")
     np.testing.assert_allclose(ds2.position.values[:, :, :, 0].transpose(0, 2, 1),
                                poses.points2d[1, :, 0])
 

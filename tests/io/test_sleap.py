@@ -11,6 +11,7 @@ from napari_behaviorvlm.core.pose import Source
 from napari_behaviorvlm.io.sleap import (
     export_sleap_analysis_h5, export_slp, import_slp, import_slp_segments,
 )
+from tests.movement_reader import read_with_movement
 
 
 def _instances(labels, video, frame_idx, kind):
@@ -110,11 +111,9 @@ def test_slp_import_without_project(small_project, tmp_path):
 
 
 def test_slp_read_by_movement(small_project, tmp_path):
-    from movement.io import load_dataset
-
     small_project.poses.points2d[1:] = np.nan  # movement reads the first video only
     path = export_slp(small_project, tmp_path / "out.slp")
-    ds = load_dataset(path, source_software="SLEAP")
+    ds = read_with_movement(path, source_software="SLEAP")
     poses = small_project.poses
     assert list(ds.individuals.values) == poses.individual_names
     assert list(ds.keypoints.values) == poses.keypoint_names
@@ -124,8 +123,6 @@ def test_slp_read_by_movement(small_project, tmp_path):
 
 
 def test_analysis_h5(small_project, tmp_path):
-    from movement.io import load_dataset
-
     paths = export_sleap_analysis_h5(small_project, tmp_path)
     poses = small_project.poses
     assert [p.name for p in paths] == [f"tiny.{c}.analysis.h5" for c in poses.camera_names]
@@ -141,7 +138,7 @@ def test_analysis_h5(small_project, tmp_path):
         expected = np.where(poses.human_mask()[1], 1.0, poses.confidence[1])
         expected[~poses.labeled_mask()[1]] = np.nan
         np.testing.assert_allclose(scores[..., off:].transpose(2, 0, 1), expected, rtol=1e-6)
-    ds = load_dataset(paths[1], source_software="SLEAP")
+    ds = read_with_movement(paths[1], source_software="SLEAP")
     np.testing.assert_allclose(ds.position.values[off:].transpose(0, 3, 2, 1), poses.points2d[1],
                                rtol=1e-6)
 

@@ -16,6 +16,7 @@ from napari_behaviorvlm.core.project import Project  # noqa: E402
 from napari_behaviorvlm.core.segments import Segment  # noqa: E402
 from napari_behaviorvlm.core.session import CameraSource, Session  # noqa: E402
 from napari_behaviorvlm.core.skeleton import Skeleton  # noqa: E402
+from tests.movement_reader import read_with_movement
 
 
 def _project() -> Project:
@@ -52,8 +53,6 @@ def _layer_tuple(project, camera):
 
 
 def test_points_writers(tmp_path):
-    from movement.io import load_dataset
-
     from napari_behaviorvlm.napari.writers import write_points_dlc_csv, write_points_slp
 
     project = _project()
@@ -70,7 +69,7 @@ def test_points_writers(tmp_path):
     np.testing.assert_allclose(pred.numpy(scores=True)[:, 2], poses.confidence[1, 5, 1], rtol=1e-6)
 
     csv = write_points_dlc_csv(str(tmp_path / "side.csv"), data, attributes)
-    ds = load_dataset(csv[0], source_software="DeepLabCut")
+    ds = read_with_movement(csv[0], source_software="DeepLabCut")
     assert list(ds.individuals.values) == ["m0", "m1"]
     np.testing.assert_allclose(ds.position.values.transpose(0, 3, 2, 1), poses.points2d[1])
     conf = np.where(poses.human_mask()[1], 1.0, poses.confidence[1])

@@ -17,6 +17,7 @@ pytest.importorskip("napari")
 from napari_behaviorvlm.core.labeling import confidence_colors, seed_frames  # noqa: E402
 from napari_behaviorvlm.core.pose import Source  # noqa: E402
 from napari_behaviorvlm.core.project import load_project  # noqa: E402
+from napari_behaviorvlm.napari.keypoint_layers import grid_cell, grid_shape  # noqa: E402
 
 pytestmark = pytest.mark.viewer
 
@@ -89,7 +90,7 @@ def test_grid_keeps_each_camera_with_its_points(make_napari_viewer, synthetic, t
     folder = _fresh_copy(synthetic[0], tmp_path)
     viewer, widget = _open(make_napari_viewer, folder)
     cams = widget.state.project.poses.camera_names
-    widget.skeleton_check.setChecked(True)  # hidden layers take no grid cell: show them all
+    widget.skeleton_check.setChecked(True)  # newer napari: a hidden layer has no cell
     layers = list(viewer.layers)
     assert viewer.grid.enabled and viewer.grid.stride == 4
     cells = {}
@@ -97,7 +98,7 @@ def test_grid_keeps_each_camera_with_its_points(make_napari_viewer, synthetic, t
         image = next(layer for layer in layers if layer.name == cam)
         group = [image, widget.layers.points[cam], widget.layers.hints[cam],
                  widget.layers.skeleton[cam]]
-        positions = {viewer.grid.position(layers.index(layer), layers) for layer in group}
+        positions = {grid_cell(viewer, layer) for layer in group}
         assert len(positions) == 1, f"{cam}: its layers are spread over grid cells {positions}"
         cells[cam] = positions.pop()
     assert len(set(cells.values())) == len(cams)
@@ -135,8 +136,7 @@ def test_label_run_drag_save_reopen(make_napari_viewer, synthetic, tmp_path, qtb
     # a click lands in the camera under the mouse even when another camera's layer is active
     cams = poses.camera_names
     widget.start_labeling(cams[2])
-    layers = list(viewer.layers)
-    cell0 = viewer.grid.position(layers.index(widget.layers.points[cams[0]]), layers)
+    cell0 = grid_cell(viewer, widget.layers.points[cams[0]])
     viewer.cursor.viewbox = cell0  # napari sets this on every mouse event over the canvas
     viewer.dims.set_current_step(0, 7)
     widget.settings.current_keypoint = poses.keypoint_names[5]
@@ -400,7 +400,7 @@ def test_real_mouse_click_labels_the_camera_under_it(monkeypatch, make_napari_vi
     widget.start_labeling("cam2")
     qtbot.wait(100)
     native = viewer.window._qt_viewer.canvas._scene_canvas.native
-    rows, cols = viewer.grid.actual_shape(list(viewer.layers))
+    rows, cols = grid_shape(viewer)
     point = QPoint(native.width() // cols // 2, native.height() // rows // 2)  # cell (0, 0)
     QTest.mouseMove(native, point)
     QTest.mousePress(native, Qt.LeftButton, Qt.NoModifier, point)

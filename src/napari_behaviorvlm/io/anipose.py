@@ -93,7 +93,7 @@ def read_anipose_3d(path: str | Path, keypoints: list[str] | None = None
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"anipose 3D file not found: {path}")
-    df = pd.read_csv(path)
+    df = pd.read_csv(path, float_precision="round_trip")
     if "fnum" in df.columns:
         df = df.sort_values("fnum").reset_index(drop=True)
     if keypoints is None:

@@ -234,7 +234,8 @@ def read_dlc_table(path: str | Path) -> pd.DataFrame:
             df = pd.read_hdf(path, keys[0])
     elif path.suffix.lower() == ".csv":
         n_header, n_index = _csv_layout(path)
-        df = pd.read_csv(path, header=list(range(n_header)), index_col=list(range(n_index)))
+        df = pd.read_csv(path, header=list(range(n_header)), index_col=list(range(n_index)),
+                         float_precision="round_trip")
         names = ["scorer", "individuals", "bodyparts", "coords"] if n_header == 4 else \
             ["scorer", "bodyparts", "coords"]
         df.columns = df.columns.set_names(names)

@@ -82,7 +82,8 @@ def read_segments_csv(path: str | Path, fps: float | None = None) -> SegmentTabl
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"segment file not found: {path}")
-    df = pd.read_csv(path, keep_default_na=False, na_values={"score": [""]})
+    df = pd.read_csv(path, keep_default_na=False, na_values={"score": [""]},
+                     float_precision="round_trip")
     if not {"start", "end"} <= set(df.columns):
         if not {"start_s", "end_s"} <= set(df.columns) or fps is None:
             raise FormatError(

@@ -12,6 +12,7 @@ source, reprojection_error, flagged, reasons).
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,7 +27,8 @@ from napari_behaviorvlm.core.labeling import (
 )
 from napari_behaviorvlm.napari.project_state import ProjectState
 
-__all__ = ["KeypointLayers", "LAYERS_PER_CAMERA", "QT_TASK_MS", "qt_task"]
+__all__ = ["KeypointLayers", "LAYERS_PER_CAMERA", "QT_TASK_MS", "grid_cell", "grid_shape",
+           "qt_task"]
 
 #: Longest duration (ms) and count of each BehaviorVLM task run on the Qt thread, by name
 #: (filled by :func:`qt_task`; the scrub benchmark reports the worst).
@@ -81,6 +83,27 @@ def _redraw(layer: Any) -> None:
 def _action_name(event: Event) -> str:
     action = getattr(event, "action", None)
     return str(getattr(action, "value", action))
+
+
+def _grid_layers(viewer: Any) -> Any:
+    """What the viewer's grid methods take to place the layers: the layer list (newer napari,
+    where a hidden layer takes no cell) or their number (napari 0.7 and older; 0.7 is the
+    newest napari for Python 3.10)."""
+    layers = list(viewer.layers)
+    takes_list = "layers" in inspect.signature(viewer.grid.position).parameters
+    return layers if takes_list else len(layers)
+
+
+def grid_cell(viewer: Any, layer: Any) -> tuple[int, int]:
+    """``(row, column)`` of the grid cell that shows ``layer`` (a layer of ``viewer``);
+    ``(-1, -1)`` for a hidden layer on newer napari, ``(0, 0)`` without a grid."""
+    index = list(viewer.layers).index(layer)
+    return tuple(int(v) for v in viewer.grid.position(index, _grid_layers(viewer)))
+
+
+def grid_shape(viewer: Any) -> tuple[int, int]:
+    """``(rows, columns)`` of the viewer's grid; ``(1, 1)`` without a grid."""
+    return tuple(int(v) for v in viewer.grid.actual_shape(_grid_layers(viewer)))
 
 
 class KeypointLayers:
@@ -356,10 +379,8 @@ class KeypointLayers:
         cell = getattr(self.viewer.cursor, "viewbox", None)
         if cell is None or not self.viewer.grid.enabled:
             return default
-        layers = list(self.viewer.layers)
         for name, layer in self.points.items():
-            if layer in layers and tuple(self.viewer.grid.position(layers.index(layer), layers)) \
-                    == tuple(cell):
+            if layer in self.viewer.layers and grid_cell(self.viewer, layer) == tuple(cell):
                 return name
         return default
 
