@@ -32,6 +32,10 @@ def test_local_pipeline_on_inputs(scripted):
     pred = result.segments.frame_labels(len(truth), "mouse0")
     assert np.mean(pred == truth) > 0.85
     assert len(result.segments) < len(result.clips)  # merging reduced the pieces
+    # the stats count the clips that were captioned (after the captioner's splits)
+    assert result.stats["n_clips"] == len(result.clips) >= result.stats["n_overseg_clips"]
+    assert result.stats["n_segments"] == len(result.segments)
+    assert progress[-1][1] == f"{len(result.clips)} clips -> {len(result.segments)} segments"
     assert progress[0][0] == 0.0 and progress[-1][0] == 1.0
     assert all(a[0] <= b[0] for a, b in zip(progress, progress[1:]))
 

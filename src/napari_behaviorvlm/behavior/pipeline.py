@@ -123,7 +123,11 @@ class SegmentationInputs:
 
 @attrs.define(eq=False)
 class SegmentationResult:
-    """Intermediate results of one run (for benchmarks, the timeline and debugging)."""
+    """Intermediate results of one run (for benchmarks, the timeline and debugging).
+
+    ``stats``: ``n_overseg_clips`` (clips from the over-segmentation), ``n_clips`` (the clips
+    captioned: the local captioner may split an over-segmentation clip), ``n_segments``,
+    ``features`` (names) and, on the VLM backend, its caption and merge counts and ``usage``."""
 
     features: FeatureSet
     clips: list[Clip]
@@ -238,7 +242,7 @@ def segment_inputs(
     clips = oversegment(windowed(features, config.window_s), features.fps, features.individuals,
                         config.overseg, should_stop)
     _stop(should_stop)
-    stats: dict[str, Any] = {"n_clips": len(clips), "features": list(features.names)}
+    stats: dict[str, Any] = {"n_overseg_clips": len(clips), "features": list(features.names)}
     if config.backend == "local":
         captioner = KinematicCaptioner(config.thresholds)
         if config.split_min_s > 0:
@@ -256,7 +260,7 @@ def segment_inputs(
         stats.update(vlm_stats)
     _stop(should_stop)
     table = SegmentTable(segments)
-    stats["n_segments"] = len(table)
+    stats["n_clips"], stats["n_segments"] = len(clips), len(table)
     _progress(on_progress, 1.0, f"{len(clips)} clips -> {len(table)} segments")
     return SegmentationResult(features, clips, captions, table, stats)
 
