@@ -33,7 +33,8 @@ from napari_behaviorvlm.core.project import Project
 from napari_behaviorvlm.pose.metrics import evaluate_poses
 from napari_behaviorvlm.pose.pipeline import LabelingConfig, run_labeling
 
-__all__ = ["GroundTruthTestDouble", "VARIANTS", "blas_kernel", "format_table", "run_pose_benchmark"]
+__all__ = ["GroundTruthTestDouble", "VARIANTS", "blas_kernel", "format_sessions_table",
+           "format_table", "pool_sessions", "run_pose_benchmark"]
 
 VARIANTS = {
     "naive": {"use_regions": False, "use_refinement": False},
@@ -241,6 +242,14 @@ def run_pose_benchmark(n_cameras: int = 6, n_frames: int = 500, n_mice: int = 1,
     return result
 
 
+_RATIO_COLUMNS = ("identity_swap_rate", "flag_recall", "flag_precision", "coverage", "pck_5px")
+
+
+def _cell(values: dict[str, Any], column: str) -> str:
+    """One table cell: ratios with 3 decimals, other figures with 2."""
+    return f"{_fmt(values.get(column), 3 if column in _RATIO_COLUMNS else 2):>8}"
+
+
 def _fmt(v: Any, digits: int = 2) -> str:
     if v is None:
         return "-"
@@ -261,9 +270,7 @@ def format_table(result: dict[str, Any]) -> str:
     short = ["mean mm", "median", "p95", "cover", "PCK5", "swap", "flagR", "flagP", "fr/s", "calls/vf"]
     lines.append(f"{'variant':>14} " + " ".join(f"{s:>8}" for s in short))
     for name, m in result["variants"].items():
-        lines.append(f"{name:>14} " + " ".join(
-            f"{_fmt(m.get(c), 3 if c in ('identity_swap_rate', 'flag_recall', 'flag_precision', 'coverage', 'pck_5px') else 2):>8}"
-            for c in cols))
+        lines.append(f"{name:>14} " + " ".join(_cell(m, c) for c in cols))
     full = result["variants"].get("full")
     if full:
         regions = ", ".join(f"{r} {_fmt(v['mean_3d_error_mm'])}" for r, v in full["per_region"].items())
@@ -276,4 +283,52 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"test double injected errors (full run): {full['injected']}")
     if "error_reduction_vs_naive" in result:
         lines.append(f"error reduction full vs naive: {100 * result['error_reduction_vs_naive']:.0f} %")
+    return "\n".join(lines)
+
+
+def pool_sessions(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Figures over several :func:`run_pose_benchmark` results, per variant, with every
+    evaluated keypoint of every session counted once (not a mean of the sessions' ratios):
+    ``mean_3d_error_mm``, ``coverage``, ``identity_swap_rate``, ``flag_recall``,
+    ``flag_precision``, the summed ``individual_exchange_frames``, the median
+    ``frames_per_second`` and ``sessions``. Variants missing from a session are pooled over the
+    sessions that ran them."""
+    pooled: dict[str, dict[str, Any]] = {}
+    names = list(dict.fromkeys(name for r in results for name in r["variants"]))
+    for name in names:
+        runs = [r["variants"][name] for r in results if name in r["variants"]]
+        total = {k: sum(m[k] for m in runs) for k in (
+            "n_located", "n_evaluated", "n_swapped", "n_bad", "n_flagged", "n_flagged_bad",
+            "sum_3d_error_mm", "individual_exchange_frames")}
+        pooled[name] = {
+            "sessions": len(runs),
+            "mean_3d_error_mm": total["sum_3d_error_mm"] / total["n_located"]
+            if total["n_located"] else None,
+            "coverage": total["n_located"] / max(total["n_evaluated"], 1),
+            "identity_swap_rate": total["n_swapped"] / max(total["n_located"], 1),
+            "flag_recall": total["n_flagged_bad"] / total["n_bad"] if total["n_bad"] else 1.0,
+            "flag_precision": total["n_flagged_bad"] / total["n_flagged"]
+            if total["n_flagged"] else 1.0,
+            "individual_exchange_frames": total["individual_exchange_frames"],
+            "frames_per_second": float(np.median([m["frames_per_second"] for m in runs])),
+        }
+    return pooled
+
+
+def format_sessions_table(results: list[dict[str, Any]], pooled: dict[str, dict[str, Any]]) -> str:
+    """One row per session and variant, then the pooled rows (:func:`pool_sessions`)."""
+    cols = ["mean_3d_error_mm", "coverage", "identity_swap_rate", "flag_recall",
+            "flag_precision", "individual_exchange_frames", "frames_per_second"]
+    short = ["mean mm", "cover", "swap", "flagR", "flagP", "exch", "fr/s"]
+    blas = results[0]["config"].get("blas", "unknown") if results else "unknown"
+    lines = [f"bench pose, {len(results)} sessions; BLAS {blas}",
+             f"{'mice':>4} {'seed':>4} {'variant':>14} " + " ".join(f"{c:>8}" for c in short)]
+
+    for r in results:
+        for name, m in r["variants"].items():
+            lines.append(f"{r['config']['mice']:>4} {r['config']['seed']:>4} {name:>14} "
+                         + " ".join(_cell(m, c) for c in cols))
+    for name, m in pooled.items():
+        lines.append(f"{'pooled':>9} {name:>14} " + " ".join(_cell(m, c) for c in cols)
+                     + f"   ({m['sessions']} sessions; every keypoint counted once, fr/s median)")
     return "\n".join(lines)

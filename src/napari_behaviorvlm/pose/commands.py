@@ -19,9 +19,19 @@ def parse_frames(text: str | None, n_frames: int) -> list[int] | None:
     Raises:
         ValueError: malformed text or frames outside ``0..n_frames-1``.
     """
+    return parse_ranges(text, n_frames, "--frames", "the session's frames")
+
+
+def parse_ranges(text: str | None, limit: int, option: str, what: str) -> list[int] | None:
+    """Sorted integers from inclusive ranges ``"0-4"``, ``"5"`` or ``"0-2,7"`` (None -> None),
+    each within ``0..limit-1``; ``option`` and ``what`` name them in errors.
+
+    Raises:
+        ValueError: malformed text or a value outside ``0..limit-1``.
+    """
     if text is None:
         return None
-    frames: set[int] = set()
+    values: set[int] = set()
     for part in text.split(","):
         part = part.strip()
         try:
@@ -30,12 +40,11 @@ def parse_frames(text: str | None, n_frames: int) -> list[int] | None:
             else:
                 a = b = int(part)
         except ValueError:
-            raise ValueError(f"--frames {text!r}: use inclusive ranges like 0-199 or 0-99,200-299") from None
-        if a > b or a < 0 or b >= n_frames:
-            raise ValueError(f"--frames {text!r}: {part} is not within the session's frames "
-                             f"0..{n_frames - 1}")
-        frames.update(range(a, b + 1))
-    return sorted(frames)
+            raise ValueError(f"{option} {text!r}: use inclusive ranges like 0-199 or 0-99,200-299") from None
+        if a > b or a < 0 or b >= limit:
+            raise ValueError(f"{option} {text!r}: {part} is not within {what} 0..{limit - 1}")
+        values.update(range(a, b + 1))
+    return sorted(values)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -179,8 +188,12 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cameras", type=int, default=6, help="cameras (default 6)")
     p.add_argument("--frames", type=int, default=500, help="frames (default 500)")
-    p.add_argument("--mice", type=int, default=1, choices=(1, 2), help="mice (default 1)")
+    p.add_argument("--mice", default="1",
+                   help="mice: 1 (default), 2, or 1,2 for both kinds of session")
     p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
+    p.add_argument("--seeds", default=None,
+                   help="several sessions, e.g. 0-4: a row per session, then every figure "
+                        "pooled over them (each keypoint counted once; replaces --seed)")
     p.add_argument("--difficulty", default="default", choices=("easy", "default", "hard"),
                    help="simulator difficulty preset (default: default)")
     p.add_argument("--backend", choices=("local", "vlm", "hybrid"), default="local",
@@ -196,17 +209,35 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from napari_behaviorvlm.pose.benchmark import VARIANTS, format_table, run_pose_benchmark
+    from napari_behaviorvlm.pose.benchmark import (
+        VARIANTS,
+        format_sessions_table,
+        format_table,
+        pool_sessions,
+        run_pose_benchmark,
+    )
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
-    result = run_pose_benchmark(args.cameras, args.frames, args.mice, args.seed, args.backend,
-                                args.difficulty, variants, args.swap_rate, args.wrong_rate,
-                                args.omit_rate, args.malformed_rate)
-    print(format_table(result))
+    mice = parse_ranges(args.mice, 3, "--mice", "the mice")
+    if 0 in mice:
+        raise ValueError(f"--mice {args.mice!r}: 1, 2 or 1,2")
+    seeds = parse_ranges(args.seeds, 2 ** 31, "--seeds", "the seeds") or [args.seed]
+    runs = [(m, seed) for m in mice for seed in seeds]
+    results = []
+    for m, seed in runs:
+        result = run_pose_benchmark(args.cameras, args.frames, m, seed, args.backend,
+                                    args.difficulty, variants, args.swap_rate, args.wrong_rate,
+                                    args.omit_rate, args.malformed_rate)
+        print(format_table(result), flush=True)
+        results.append(result)
+    data: dict = results[0]
+    if len(runs) > 1:
+        data = {"sessions": results, "pooled": pool_sessions(results)}
+        print(format_sessions_table(results, data["pooled"]))
     if args.json is not None:
-        atomic_write_text(args.json, json.dumps(result, indent=1, default=float))
+        atomic_write_text(args.json, json.dumps(data, indent=1, default=float))
         print(f"wrote {args.json}")
     return 0

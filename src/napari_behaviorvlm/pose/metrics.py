@@ -12,13 +12,16 @@ Definitions (``C`` cameras, ``F`` frames, ``M`` individuals, ``K`` keypoints):
 - ``pck_5px``: share of truly visible 2D keypoints (camera, frame, individual, keypoint) whose
   label lies within 5 px of the truth (a missing label is a miss).
 - ``identity_swap_rate``: share of evaluated keypoints with a 3D point that lies closer to the
-  true position of another keypoint (a left/right partner, or the same keypoint of another
-  individual) than to its own.
+  true position of any other keypoint (of its own individual or another: a left/right partner,
+  a paw at the face, the other mouse's tail) than to its own.
 - ``individual_exchange_frames``: frames where an individual's labeled body centre lies closer
   to another individual's true centre than to its own.
 - ``flag_recall``: share of evaluated keypoints with 3D error > 5 mm (or missing) that carry a
   flag in at least one view; ``flag_precision``: share of flagged evaluated keypoints whose error
   is > 5 mm (or missing).
+- Counts behind the ratios, to pool sessions: ``n_bad``, ``n_flagged``, ``n_flagged_bad``,
+  ``n_located`` (evaluated with a 3D point), ``n_swapped``, ``n_evaluated``,
+  ``sum_3d_error_mm``.
 """
 
 from __future__ import annotations
@@ -108,6 +111,11 @@ def evaluate_poses(poses: PoseTable, skeleton: Skeleton, true3d: np.ndarray, tru
     out["individual_exchange_frames"] = exch
     out["flag_recall"] = float((bad & flagged).sum() / n_bad) if n_bad else 1.0
     out["flag_precision"] = float((bad & flagged).sum() / n_flag) if n_flag else 1.0
+    # counts behind the ratios, so that several sessions can be pooled (pose.benchmark)
     out["n_bad"] = n_bad
     out["n_flagged"] = n_flag
+    out["n_flagged_bad"] = int((bad & flagged).sum())
+    out["n_located"] = int(ok.sum())
+    out["n_swapped"] = int((swapped & ok).sum())
+    out["sum_3d_error_mm"] = float(np.nansum(ev_err))
     return out
