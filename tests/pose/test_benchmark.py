@@ -90,3 +90,12 @@ def test_bench_pose_over_several_sessions_pools_the_counts_it_reports(tmp_path, 
         sum(m["sum_3d_error_mm"] for m in sessions) / located)
     assert "pooled" in capsys.readouterr().out
     assert main(["bench", "pose", "--mice", "3"]) == 2
+
+
+def test_the_tables_print_the_swap_rate_in_percent():
+    a = _session(1, 0, n_located=2000, n_swapped=1, n_evaluated=2000, identity_swap_rate=0.0005)
+    b = _session(1, 1, n_located=1000, n_swapped=1, n_evaluated=1000, identity_swap_rate=0.001)
+    lines = format_sessions_table([a, b], pool_sessions([a, b])).splitlines()
+    assert lines[1].split()[-6:-4] == ["swap", "%"]
+    swap = [line.split("(")[0].split()[-5] for line in lines[2:]]  # 5th cell from the end
+    assert swap == ["0.05", "0.10", "0.07"]  # the pooled row: 2 / 3000

@@ -242,12 +242,16 @@ def run_pose_benchmark(n_cameras: int = 6, n_frames: int = 500, n_mice: int = 1,
     return result
 
 
-_RATIO_COLUMNS = ("identity_swap_rate", "flag_recall", "flag_precision", "coverage", "pck_5px")
+_RATIO_COLUMNS = ("flag_recall", "flag_precision", "coverage", "pck_5px")
 
 
 def _cell(values: dict[str, Any], column: str) -> str:
-    """One table cell: ratios with 3 decimals, other figures with 2."""
-    return f"{_fmt(values.get(column), 3 if column in _RATIO_COLUMNS else 2):>8}"
+    """One table cell: the swap rate in percent with 2 decimals (0.05 % and 0.10 % must not
+    both print as 0.001), other ratios with 3 decimals, other figures with 2."""
+    value = values.get(column)
+    if column == "identity_swap_rate" and value is not None:
+        return f"{100 * value:>8.2f}"
+    return f"{_fmt(value, 3 if column in _RATIO_COLUMNS else 2):>8}"
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
@@ -267,7 +271,8 @@ def format_table(result: dict[str, Any]) -> str:
     cols = ["mean_3d_error_mm", "median_3d_error_mm", "p95_3d_error_mm", "coverage", "pck_5px",
             "identity_swap_rate", "flag_recall", "flag_precision", "frames_per_second",
             "vlm_calls_per_view_frame"]
-    short = ["mean mm", "median", "p95", "cover", "PCK5", "swap", "flagR", "flagP", "fr/s", "calls/vf"]
+    short = ["mean mm", "median", "p95", "cover", "PCK5", "swap %", "flagR", "flagP", "fr/s",
+             "calls/vf"]
     lines.append(f"{'variant':>14} " + " ".join(f"{s:>8}" for s in short))
     for name, m in result["variants"].items():
         lines.append(f"{name:>14} " + " ".join(_cell(m, c) for c in cols))
@@ -319,7 +324,7 @@ def format_sessions_table(results: list[dict[str, Any]], pooled: dict[str, dict[
     """One row per session and variant, then the pooled rows (:func:`pool_sessions`)."""
     cols = ["mean_3d_error_mm", "coverage", "identity_swap_rate", "flag_recall",
             "flag_precision", "individual_exchange_frames", "frames_per_second"]
-    short = ["mean mm", "cover", "swap", "flagR", "flagP", "exch", "fr/s"]
+    short = ["mean mm", "cover", "swap %", "flagR", "flagP", "exch", "fr/s"]
     blas = results[0]["config"].get("blas", "unknown") if results else "unknown"
     lines = [f"bench pose, {len(results)} sessions; BLAS {blas}",
              f"{'mice':>4} {'seed':>4} {'variant':>14} " + " ".join(f"{c:>8}" for c in short)]
