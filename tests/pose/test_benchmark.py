@@ -99,3 +99,27 @@ def test_the_tables_print_the_swap_rate_in_percent():
     assert lines[1].split()[-6:-4] == ["swap", "%"]
     swap = [line.split("(")[0].split()[-5] for line in lines[2:]]  # 5th cell from the end
     assert swap == ["0.05", "0.10", "0.07"]  # the pooled row: 2 / 3000
+
+
+def test_an_interrupted_multi_session_bench_keeps_the_sessions_it_finished(tmp_path, monkeypatch,
+                                                                           capsys):
+    from napari_behaviorvlm.pose import benchmark
+
+    calls = []
+
+    def one_session(cameras, frames, mice, seed, *args):
+        calls.append(seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return _session(mice, seed, n_located=10, n_evaluated=10, n_swapped=1)
+
+    monkeypatch.setattr(benchmark, "run_pose_benchmark", one_session)
+    monkeypatch.setattr(benchmark, "format_table", lambda result: "")
+    out = tmp_path / "bench.json"
+    assert main(["bench", "pose", "--seeds", "3-5", "--json", str(out)]) == 130  # interrupted
+    data = json.loads(out.read_text())
+    assert [s["config"]["seed"] for s in data["sessions"]] == [3]
+    assert data["pooled"]["full"]["identity_swap_rate"] == pytest.approx(0.1)
+    for bad in (["--mice", "3"], ["--mice", "1,x"], ["--seeds", "5-2"]):
+        assert main(["bench", "pose", *bad]) == 2
+        assert "--" in capsys.readouterr().err

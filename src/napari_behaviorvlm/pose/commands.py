@@ -40,8 +40,12 @@ def parse_ranges(text: str | None, limit: int, option: str, what: str) -> list[i
             else:
                 a = b = int(part)
         except ValueError:
-            raise ValueError(f"{option} {text!r}: use inclusive ranges like 0-199 or 0-99,200-299") from None
-        if a > b or a < 0 or b >= limit:
+            raise ValueError(f"{option} {text!r}: use numbers and inclusive ranges like 0-4 or "
+                             "0-2,7") from None
+        if a > b:
+            raise ValueError(f"{option} {text!r}: the range {part} runs backwards; write it "
+                             f"{b}-{a}")
+        if a < 0 or b >= limit:
             raise ValueError(f"{option} {text!r}: {part} is not within {what} 0..{limit - 1}")
         values.update(range(a, b + 1))
     return sorted(values)
@@ -221,9 +225,10 @@ def _bench(args: argparse.Namespace) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
-    mice = parse_ranges(args.mice, 3, "--mice", "the mice")
-    if 0 in mice:
-        raise ValueError(f"--mice {args.mice!r}: 1, 2 or 1,2")
+    mice = sorted({m.strip() for m in args.mice.split(",")})
+    if not mice or not set(mice) <= {"1", "2"}:
+        raise ValueError(f"--mice {args.mice!r}: give 1, 2 or 1,2")
+    mice = [int(m) for m in mice]
     seeds = parse_ranges(args.seeds, 2 ** 31, "--seeds", "the seeds") or [args.seed]
     runs = [(m, seed) for m in mice for seed in seeds]
     results = []
@@ -233,11 +238,13 @@ def _bench(args: argparse.Namespace) -> int:
                                     args.omit_rate, args.malformed_rate)
         print(format_table(result), flush=True)
         results.append(result)
-    data: dict = results[0]
+        data: dict = result
+        if len(runs) > 1:  # the sessions so far and their pooled figures
+            data = {"sessions": results, "pooled": pool_sessions(results)}
+        if args.json is not None:  # after every session: an interrupted run keeps what it did
+            atomic_write_text(args.json, json.dumps(data, indent=1, default=float))
     if len(runs) > 1:
-        data = {"sessions": results, "pooled": pool_sessions(results)}
         print(format_sessions_table(results, data["pooled"]))
     if args.json is not None:
-        atomic_write_text(args.json, json.dumps(data, indent=1, default=float))
         print(f"wrote {args.json}")
     return 0
