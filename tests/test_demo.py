@@ -51,3 +51,22 @@ def test_demo_refuses_a_session_of_another_size(tmp_path, capsys):
     capsys.readouterr()
     assert main(["demo", "--out", str(out), "--cameras", "3", "--frames", "12", "--quiet"]) == 2
     assert "another size" in capsys.readouterr().err
+
+
+def test_an_interrupted_demo_keeps_its_frames_and_resumes(tmp_path, capsys, interrupt_labeling):
+    from napari_behaviorvlm.pose.pipeline import done_frames
+
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--cameras", "2", "--frames", "12", "--quiet"]
+    with interrupt_labeling(after=2):
+        assert main(args) == 130
+    assert "interrupted: the finished frames are saved; rerun the same command to resume" \
+        in capsys.readouterr().err
+    from napari_behaviorvlm.demo import PROJECT_NAME
+
+    project = next(out.rglob(PROJECT_NAME))
+    kept = done_frames(load_project(project))
+    assert kept  # saved on the interrupt (the demo's own saves come every 50 frames)
+    assert main(args + ["--json", str(tmp_path / "m.json")]) == 0
+    figures = json.loads((tmp_path / "m.json").read_text())["figures"]
+    assert figures["labeling"]["frames_done"] == 12 - 3 - len(kept)

@@ -3,7 +3,9 @@
 Each area of the package contributes its subcommands from its own ``commands`` module, which
 defines ``register(subparsers)`` (top-level subcommands) and optionally
 ``register_bench(bench_subparsers)`` (``behaviorvlm bench ...`` targets). A handler is a function
-``(args) -> int`` stored with ``parser.set_defaults(func=...)``.
+``(args) -> int`` stored with ``parser.set_defaults(func=...)``; what an interrupted command
+kept is said by its ``on_interrupt`` default (a text, or a function of the arguments that
+returns one).
 """
 
 from __future__ import annotations
@@ -60,6 +62,14 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _interrupt_note(args: argparse.Namespace) -> str:
+    """What an interrupted command kept (its ``on_interrupt`` default)."""
+    note = getattr(args, "on_interrupt", None)
+    if callable(note):
+        note = note(args)
+    return note or "the command did not finish; rerun it."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -69,8 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("\ninterrupted: finished work was saved; rerun the same command to resume.",
-              file=sys.stderr)
+        print(f"\ninterrupted: {_interrupt_note(args)}", file=sys.stderr)
         return 130
     except (CommandError, FileNotFoundError, FileExistsError, ValueError, OSError) as exc:
         print(f"behaviorvlm {args.command}: error: {exc}", file=sys.stderr)

@@ -44,7 +44,8 @@ def register(subparsers) -> None:
     parser.add_argument("--mice", type=int, default=1, choices=(1, 2), help="mice (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, on_interrupt="the finished frames are saved; rerun the same "
+                                                 "command to resume.")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -150,9 +151,11 @@ def run_demo(out: Path, cameras: int = 6, frames: int = 300, mice: int = 1, seed
         if _count[0] % 50 == 0:
             save_project(project, project_path)  # a cut-off run resumes from here
 
-    report = run_labeling(project, config=LabelingConfig(backend="local"),
-                          on_progress=bar, on_frame_done=on_frame_done)
-    save_project(project, project_path)
+    try:
+        report = run_labeling(project, config=LabelingConfig(backend="local"),
+                              on_progress=bar, on_frame_done=on_frame_done)
+    finally:  # an interrupted run keeps its finished frames
+        save_project(project, project_path)
     pose_scores = evaluate_poses(project.poses, project.skeleton, truth.points3d, truth.points2d,
                                  truth.visible)
     figures["labeling"] = report.to_dict()

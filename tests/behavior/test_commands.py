@@ -30,6 +30,24 @@ def test_segment_command_on_project(scripted, tmp_path, capsys):
     assert main(["segment", str(src), "--out", str(out), "--backend", "vlm"]) == 2
 
 
+def test_an_interrupted_segment_run_says_what_it_kept(scripted, tmp_path, capsys, monkeypatch):
+    from napari_behaviorvlm.behavior import pipeline
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_segmentation", stop)
+    pts, _, _ = scripted
+    project = Project.new(Session(cameras=[], fps=25.0, n_frames=len(pts)), default_qd_mouse_skeleton())
+    project.poses.points3d[:] = pts
+    src = project.save(tmp_path / "in.bvlm")
+    out = tmp_path / "out.bvlm"
+    assert main(["segment", str(src), "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: {out} was not written" in err and "cached" not in err
+    assert not out.exists()
+
+
 def test_bench_synthetic_writes_json(tmp_path, capsys):
     path = tmp_path / "b.json"
     assert main(["bench", "behavior", "--synthetic", "--frames", "600", "--sessions", "1",

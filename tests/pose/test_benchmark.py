@@ -117,9 +117,13 @@ def test_an_interrupted_multi_session_bench_keeps_the_sessions_it_finished(tmp_p
     monkeypatch.setattr(benchmark, "format_table", lambda result: "")
     out = tmp_path / "bench.json"
     assert main(["bench", "pose", "--seeds", "3-5", "--json", str(out)]) == 130  # interrupted
+    assert f"the sessions finished so far are in {out}" in capsys.readouterr().err
     data = json.loads(out.read_text())
     assert [s["config"]["seed"] for s in data["sessions"]] == [3]
     assert data["pooled"]["full"]["identity_swap_rate"] == pytest.approx(0.1)
+    calls.clear()
+    assert main(["bench", "pose", "--seeds", "3-5"]) == 130
+    assert "nothing was kept (with --json FILE" in capsys.readouterr().err
     for bad in (["--mice", "3"], ["--mice", "1,x"], ["--seeds", "5-2"]):
         assert main(["bench", "pose", *bad]) == 2
         assert "--" in capsys.readouterr().err

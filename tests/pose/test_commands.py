@@ -62,3 +62,22 @@ def test_label_command_creates_then_resumes(tmp_path, capsys):
     assert flagged.any() and expected in printed
     assert (third.poses.points2d[third.poses.source == Source.SEED]
             == second.poses.points2d[second.poses.source == Source.SEED]).all()
+
+
+def test_an_interrupted_label_run_keeps_its_frames_and_says_how_to_resume(tmp_path, capsys,
+                                                                         interrupt_labeling):
+    sim = simulate(SynthConfig(n_cameras=2, n_frames=10, seed=3, width=320, height=240))
+    session = tmp_path / "session"
+    write_synthetic_session(sim, session, seed_frames=[1, 5, 8])
+    out = tmp_path / "labels.bvlm"
+    args = ["label", str(session), "--seeds", str(session / "seeds.csv"), "--out", str(out),
+            "--save-every", "0"]
+    with interrupt_labeling(after=3):
+        assert main(args) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: the finished frames are saved in {out}; rerun the same command" in err
+    kept = done_frames(load_project(out))
+    assert kept  # saved on the interrupt, not by --save-every
+    assert main(["label", str(session), "--out", str(out)]) == 0
+    assert f"resuming {out}: {len(kept)} frames already done" in capsys.readouterr().out
+    assert done_frames(load_project(out)) == set(range(10)) - {1, 5, 8}

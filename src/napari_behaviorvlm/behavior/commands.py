@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--cameras", default="0", help="camera indices the VLM sees, e.g. 0,2 (0)")
     p.add_argument("--video-features", action="store_true",
                    help="cluster on video features even when poses exist")
-    p.set_defaults(func=_segment)
+    p.set_defaults(func=_segment, on_interrupt=_segment_interrupted)
 
 
 def register_bench(bench_subparsers) -> None:
@@ -80,6 +80,12 @@ def _progress_printer():
             print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
 
     return show
+
+
+def _segment_interrupted(args: argparse.Namespace) -> str:
+    kept = (" The model answers so far are cached beside it, so a rerun does not pay for them "
+            "again." if args.backend == "vlm" else "")
+    return f"{args.out} was not written (segments are saved at the end).{kept}"
 
 
 def _segment(args: argparse.Namespace) -> int:

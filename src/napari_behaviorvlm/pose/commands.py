@@ -74,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, default=50, help="save the project every N frames (default 50)")
     p.add_argument("--out", type=Path, required=True, help="project file (.bvlm) to write or resume")
     add_vlm_arguments(p)
-    p.set_defaults(func=_label)
+    p.set_defaults(func=_label, on_interrupt=lambda args: (
+        f"the finished frames are saved in {args.out}; rerun the same command to resume."))
 
 
 def _seed_individuals(path: Path) -> list[str]:
@@ -209,7 +210,14 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--omit-rate", type=float, default=0.05, help="test double: omission rate")
     p.add_argument("--malformed-rate", type=float, default=0.0, help="test double: malformed JSON rate")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
-    p.set_defaults(func=_bench)
+    p.set_defaults(func=_bench, on_interrupt=_bench_interrupted)
+
+
+def _bench_interrupted(args: argparse.Namespace) -> str:
+    if args.json is None:
+        return "nothing was kept (with --json FILE every finished session is written there)."
+    return (f"the sessions finished so far are in {args.json}; a rerun starts from the first "
+            "session again.")
 
 
 def _bench(args: argparse.Namespace) -> int:
