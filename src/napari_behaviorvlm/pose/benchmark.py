@@ -281,8 +281,10 @@ def format_table(result: dict[str, Any]) -> str:
         regions = ", ".join(f"{r} {_fmt(v['mean_3d_error_mm'])}" for r, v in full["per_region"].items())
         lines.append(f"full, per region (mean mm): {regions}")
         if "per_individual" in full:
-            lines.append("full, per individual (mean mm): " + ", ".join(
-                f"{k} {_fmt(v)}" for k, v in full["per_individual"].items())
+            swaps = full.get("per_individual_swap_rate", {})
+            lines.append("full, per individual (mean mm, swap %): " + ", ".join(
+                f"{k} {_fmt(v)}" + (f" {100 * swaps[k]:.2f}" if k in swaps else "")
+                for k, v in full["per_individual"].items())
                 + f"; frames with an individual exchange: {full['individual_exchange_frames']}")
         if "injected" in full:
             lines.append(f"test double injected errors (full run): {full['injected']}")

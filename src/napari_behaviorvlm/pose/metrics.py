@@ -14,6 +14,8 @@ Definitions (``C`` cameras, ``F`` frames, ``M`` individuals, ``K`` keypoints):
 - ``identity_swap_rate``: share of evaluated keypoints with a 3D point that lies closer to the
   true position of any other keypoint (of its own individual or another: a left/right partner,
   a paw at the face, the other mouse's tail) than to its own.
+  ``per_individual_swap_rate`` (two or more individuals): the same per individual, over its
+  own evaluated keypoints (the issue's targets hold per mouse).
 - ``individual_exchange_frames``: frames where an individual's labeled body centre lies closer
   to another individual's true centre than to its own.
 - ``flag_recall``: share of evaluated keypoints with 3D error > 5 mm (or missing) that carry a
@@ -99,6 +101,11 @@ def evaluate_poses(poses: PoseTable, skeleton: Skeleton, true3d: np.ndarray, tru
     swapped = (np.nanmin(np.nan_to_num(dist_other, nan=np.inf), axis=2) < own).reshape(len(sel), n_ind, n_kp)
     ok = evaluated & has3
     out["identity_swap_rate"] = float((swapped & ok).sum() / max(ok.sum(), 1))
+    if n_ind > 1:
+        out["per_individual_swap_rate"] = {
+            name: float((swapped & ok)[:, m].sum() / max(ok[:, m].sum(), 1))
+            for m, name in enumerate(poses.individual_names)
+        }
     # individual exchange
     exch = 0
     if n_ind > 1:

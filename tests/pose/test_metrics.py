@@ -1,0 +1,32 @@
+"""``evaluate_poses`` on hand-made tables: every count can be checked by eye."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_behaviorvlm.core.pose import PoseTable
+from napari_behaviorvlm.core.skeleton import default_qd_mouse_skeleton
+from napari_behaviorvlm.pose.metrics import evaluate_poses
+
+
+def test_swap_rate_per_individual_counts_each_mouse_over_its_own_keypoints():
+    skeleton = default_qd_mouse_skeleton()
+    n_frames, n_kp = 4, skeleton.n_keypoints
+    # two mice 100 mm apart, keypoints 10 mm apart along x: no two true points closer than 10 mm
+    truth = np.zeros((n_frames, 2, n_kp, 3))
+    truth[..., 0] = np.arange(n_kp) * 10.0
+    truth[:, 1, :, 1] = 100.0
+    visible = np.ones((2, n_frames, 2, n_kp), bool)
+    poses = PoseTable.empty(["cam0", "cam1"], n_frames, ["mouse0", "mouse1"], skeleton.keypoints)
+    poses.points3d[:] = truth + 0.5
+    poses.points3d[0, 0, 0] = truth[0, 0, 1]  # mouse0 keypoint 0 on its own keypoint 1
+    poses.points3d[1, 0, 2] = truth[1, 1, 2]  # mouse0 keypoint 2 on mouse1's
+    poses.points3d[2, 1, 3] = truth[2, 0, 3]  # mouse1 keypoint 3 on mouse0's
+    poses.points3d[3, 1, :] = np.nan  # mouse1 missing in the last frame
+    m = evaluate_poses(poses, skeleton, truth, np.zeros((2, n_frames, 2, n_kp, 2)), visible)
+    assert m["n_swapped"] == 3 and m["n_located"] == 4 * n_kp + 3 * n_kp
+    assert m["identity_swap_rate"] == pytest.approx(3 / (7 * n_kp))
+    assert m["per_individual_swap_rate"] == pytest.approx(
+        {"mouse0": 2 / (4 * n_kp), "mouse1": 1 / (3 * n_kp)})
+    assert m["individual_exchange_frames"] == 0
