@@ -9,6 +9,8 @@ import pytest
 
 from napari_behaviorvlm.cli import main
 from napari_behaviorvlm.core.project import load_project
+from napari_behaviorvlm.demo import PROJECT_NAME
+from napari_behaviorvlm.pose.pipeline import done_frames
 
 
 @pytest.mark.slow
@@ -54,16 +56,12 @@ def test_demo_refuses_a_session_of_another_size(tmp_path, capsys):
 
 
 def test_an_interrupted_demo_keeps_its_frames_and_resumes(tmp_path, capsys, interrupt_labeling):
-    from napari_behaviorvlm.pose.pipeline import done_frames
-
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--cameras", "2", "--frames", "12", "--quiet"]
     with interrupt_labeling(after=2):
         assert main(args) == 130
     assert "interrupted: the finished frames are saved; rerun the same command to resume" \
         in capsys.readouterr().err
-    from napari_behaviorvlm.demo import PROJECT_NAME
-
     project = next(out.rglob(PROJECT_NAME))
     kept = done_frames(load_project(project))
     assert kept  # saved on the interrupt (the demo's own saves come every 50 frames)
