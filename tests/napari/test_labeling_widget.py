@@ -468,6 +468,7 @@ def test_rerun_after_corrections_needs_relabel_and_keeps_them(make_napari_viewer
     first = widget._last_report
     assert first.frames_done
     assert f"{first.n_revisited} doubtful frames labeled again" in widget.run_status.text()
+    assert f"and {first.n_final_pass} a last time" in widget.run_status.text()
     frame = first.frames_done[0]
     poses.set_label(0, frame, 0, 0, (12.5, 7.25), Source.HUMAN)
 

@@ -55,6 +55,7 @@ def test_label_command_creates_then_resumes(tmp_path, capsys):
     assert main(["label", str(session), "--out", str(out), "--relabel", "--frames", "0-5"]) == 0
     printed = capsys.readouterr().out
     assert "labeled 5 frames" in printed and "labeled again from both sides" in printed
+    assert "a last time" in printed
     third = load_project(out)
     flagged = flagged_mask(third.poses)
     expected = (f"to review: {int(flagged.sum())} flagged labels on "

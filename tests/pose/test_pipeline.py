@@ -81,16 +81,21 @@ def test_cancel_and_resume_gives_the_same_result(stop_after):
 
     first = run_labeling(part, frame_source=source, should_stop=stop)
     assert first.cancelled and len(first.frames_done) == stop_after
-    # the last frames labeled wait for their two-sided revisit; the resumed run does it
+    # the last frames labeled wait for their two-sided revisit, the ones before them for
+    # their final pass; the resumed run does both
     waiting = part.settings[SETTINGS_KEY]["revisit"]
     assert any(doubtful for _, doubtful in waiting)
-    kept = {f: part.poses.points3d[f].copy() for f in first.frames_done if f not in dict(waiting)}
+    final = part.settings[SETTINGS_KEY]["final_pass"]
+    assert final and not set(final) & set(dict(waiting))
+    waiting_frames = set(dict(waiting)) | set(final)
+    kept = {f: part.poses.points3d[f].copy() for f in first.frames_done if f not in waiting_frames}
     second = run_labeling(part, frame_source=source)
     assert not set(second.frames_done) & set(first.frames_done)
     for f, x in kept.items():
         assert np.array_equal(part.poses.points3d[f], x, equal_nan=True)
     assert part.poses.equals(full.poses)
     assert part.settings[SETTINGS_KEY]["revisit"] == []
+    assert part.settings[SETTINGS_KEY]["final_pass"] == []
 
 
 def test_injected_swap_is_flagged(labeled):
@@ -177,12 +182,17 @@ def test_finished_frames_are_recorded_as_the_same_ranges_in_any_order():
 def test_bad_revisit_settings_are_refused_or_skipped():
     with pytest.raises(ValueError, match="two_sided_reach"):
         LabelingConfig(two_sided_reach=-1)
+    with pytest.raises(ValueError, match="final_pass_reach"):
+        LabelingConfig(final_pass_reach=-1)
     sim, seeds, source = small_sim()
     full = new_project(sim, seeds)
     run_labeling(full, frame_source=source)
-    # a hand-edited project with a broken waiting list: the run warns and completes
+    # a hand-edited project with broken waiting lists: the run warns and completes
     part = new_project(sim, seeds)
-    part.settings[SETTINGS_KEY] = {"done": [], "revisit": [["x", True], 5, [3]]}
-    with pytest.warns(UserWarning, match="malformed entry"):
+    part.settings[SETTINGS_KEY] = {"done": [], "revisit": [["x", True], 5, [3]],
+                                   "final_pass": ["y", None]}
+    with pytest.warns(UserWarning, match="malformed entry") as caught:
         report = run_labeling(part, frame_source=source)
+    assert {"'revisit'", "'final_pass'"} <= {w for r in caught for w in ("'revisit'", "'final_pass'")
+                                              if w in str(r.message)}
     assert not report.cancelled and part.poses.equals(full.poses)

@@ -195,7 +195,8 @@ class RunTab:
         self.run_status.setText(
             f"Done{stopped} in {secs:.1f} s: {len(report.frames_done)} frames labeled, "
             f"{report.frames_skipped} skipped (seeds or done before), {report.n_revisited} "
-            f"doubtful frames labeled again from both sides, {report.n_flagged} labels "
+            f"doubtful frames labeled again from both sides and {report.n_final_pass} a last "
+            f"time, {report.n_flagged} labels "
             f"flagged for review, {report.vlm_calls} VLM calls. Human and seed labels were kept."
             + (" Every frame in the range was done already: tick 'relabel' to run it again "
                "with your corrections." if not report.frames_done and report.frames_skipped

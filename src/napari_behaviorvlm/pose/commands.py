@@ -148,7 +148,8 @@ def _label(args: argparse.Namespace) -> int:
     info = report.to_dict()
     print(f"labeled {info['frames_done']} frames ({info['frames_skipped']} already done) "
           f"in {info['seconds']:.1f} s; {info['n_revisited']} doubtful frames labeled again from "
-          f"both sides ({info['n_revisit_kept']} kept); {info['n_flagged']} labels flagged for "
+          f"both sides ({info['n_revisit_kept']} kept) and {info['n_final_pass']} a last time "
+          f"({info['n_final_kept']} kept); {info['n_flagged']} labels flagged for "
           f"review; model calls: {info['vlm_calls']}; saved {args.out}")
     flagged = flagged_mask(project.poses)
     if flagged.any():

@@ -115,6 +115,12 @@ class LabelingConfig:
             keypoint is labeled again once the frames up to this many after it (in the
             run's direction) are labeled, each keypoint predicted from its trusted labels on
             both sides (:func:`predict_two_sided`) instead of from one side only. 0 = off.
+        final_pass_reach: Local backend, full pipeline: once the frames up to this many after
+            a revisited frame are revisited too, a frame still holding a doubted model keypoint
+            is labeled a last time, each keypoint predicted from its trusted labels up to this
+            many frames on both sides, now that both sides hold their revisited labels (the
+            revisit saw only the first labeling of the frames after it); kept only where it
+            leaves fewer keypoints in doubt (:func:`_keep_revisit`). 0 = off.
         cache_dir: On-disk answer cache of the VLM client (None: the client's default).
     """
 
@@ -129,6 +135,8 @@ class LabelingConfig:
     velocity_damping: float = 0.8
     two_sided_reach: int = attrs.field(default=2, converter=int,
                                        validator=attrs.validators.ge(0))
+    final_pass_reach: int = attrs.field(default=4, converter=int,
+                                        validator=attrs.validators.ge(0))
     cache_dir: str | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -140,6 +148,7 @@ class LabelingConfig:
             "use_refinement": self.use_refinement,
             "use_occlusion": self.use_occlusion,
             "two_sided_reach": self.two_sided_reach,
+            "final_pass_reach": self.final_pass_reach,
             "candidates": attrs.asdict(self.candidates),
             "refine": attrs.asdict(self.refine),
         }
@@ -167,6 +176,8 @@ class LabelingReport:
         n_flagged: Model labels flagged in the frames done.
         n_revisited: Frames labeled a second time with the two-sided prediction;
             ``n_revisit_kept`` of them kept that second labeling.
+        n_final_pass: Frames labeled a last time from both sides (``final_pass_reach``);
+            ``n_final_kept`` of them kept that labeling.
     """
 
     frames_done: list[int] = attrs.field(factory=list)
@@ -182,6 +193,8 @@ class LabelingReport:
     n_flagged: int = 0
     n_revisited: int = 0
     n_revisit_kept: int = 0
+    n_final_pass: int = 0
+    n_final_kept: int = 0
 
     @property
     def frames_per_second(self) -> float:
@@ -196,6 +209,7 @@ class LabelingReport:
             "vlm_usage": self.vlm_usage, "n_changed": self.n_changed,
             "n_dropped": self.n_dropped, "n_flagged": self.n_flagged,
             "n_revisited": self.n_revisited, "n_revisit_kept": self.n_revisit_kept,
+            "n_final_pass": self.n_final_pass, "n_final_kept": self.n_final_kept,
         }
 
 
@@ -236,13 +250,14 @@ def _add_to_ranges(ranges: list[list[int]], frame: int) -> None:
 
 
 def _mark_done(project: Project, done_ranges: list[list[int]], config: LabelingConfig,
-               pending: Sequence[tuple[int, bool]] = ()) -> None:
-    """Record the finished frames (as ranges), and the frames labeled once that still wait
-    for their two-sided revisit (``(frame, doubtful)``: a resumed run revisits them in the
-    same order)."""
+               pending: Sequence[tuple[int, bool]] = (), final: Sequence[int] = ()) -> None:
+    """Record the finished frames (as ranges), the frames labeled once that still wait
+    for their two-sided revisit (``(frame, doubtful)``) and the revisited frames that wait for
+    their final pass (a resumed run does both in the same order)."""
     entry = project.settings.setdefault(SETTINGS_KEY, {})
     entry["done"] = done_ranges
     entry["revisit"] = [[int(f), bool(d)] for f, d in pending]
+    entry["final_pass"] = [int(f) for f in final]
     entry["config"] = config.summary()
 
 
@@ -260,6 +275,20 @@ def _saved_revisits(project: Project) -> dict[int, bool]:
             warnings.warn(f"ignoring a malformed entry {item!r} in the project's "
                           f"settings[{SETTINGS_KEY!r}]['revisit']: that frame keeps its first "
                           "labeling", stacklevel=2)
+    return out
+
+
+def _saved_final_pass(project: Project) -> list[int]:
+    """The revisited frames a stopped run left waiting for their final pass. An entry that is
+    not a frame number is skipped with a warning: that frame keeps its revisited labels."""
+    out: list[int] = []
+    for item in project.settings.get(SETTINGS_KEY, {}).get("final_pass", []) or []:
+        try:
+            out.append(int(item))
+        except (TypeError, ValueError):
+            warnings.warn(f"ignoring a malformed entry {item!r} in the project's "
+                          f"settings[{SETTINGS_KEY!r}]['final_pass']: that frame keeps its "
+                          "revisited labels", stacklevel=2)
     return out
 
 
@@ -640,11 +669,11 @@ class _Runner:
             for f in frames:
                 self.cand_cache.pop((c, f), None)
 
-    def label_frame(self, frame: int, direction: int, two_sided: bool = False,
+    def label_frame(self, frame: int, direction: int, two_sided: int = 0,
                     write: bool = True) -> tuple[Any, int]:
         """Stages 1-4 for one frame, written to the pose table when ``write``. ``two_sided``:
-        predict the keypoints that have trusted labels on both sides from those (the
-        revisit)."""
+        predict the keypoints that have trusted labels on both sides, at most this many frames
+        away, from those (the revisit and the final pass; 0: from one side)."""
         poses = self.project.poses
         group = self.group
         cfg = self.config
@@ -657,14 +686,14 @@ class _Runner:
             pred3, sig3 = predict_3d(poses.points3d, frame, direction, cfg.window, self.reference,
                                      cfg.velocity_damping, doubt)
             if two_sided:
-                lo = max(0, frame - cfg.two_sided_reach)
-                near = slice(lo, frame + cfg.two_sided_reach + 1)
+                lo = max(0, frame - two_sided)
+                near = slice(lo, frame + two_sided + 1)
                 doubted = np.stack([self.doubted(f) for f in range(near.start, near.stop)
                                     if f < poses.n_frames])
                 trusted = np.isfinite(poses.points3d[near]).all(axis=-1)
                 trusted &= ~doubted | np.isin(poses.source[:, near], HUMAN_SOURCES).any(axis=0)
                 both3, both_sig = predict_two_sided(poses.points3d[near], trusted, frame - lo,
-                                                    cfg.two_sided_reach)
+                                                    two_sided)
                 both = np.isfinite(both3).all(axis=-1)
                 pred3 = np.where(both[..., None], both3, pred3)
                 sig3 = np.where(both, both_sig, sig3)
@@ -811,7 +840,8 @@ def _stored_result(runner: _Runner, frame: int) -> FrameResult:
                        unshown_doubt=runner.unshown_doubt(frame))
 
 
-def _keep_revisit(first: FrameResult, second: FrameResult) -> FrameResult | None:
+def _keep_revisit(first: FrameResult, second: FrameResult, final_pass: bool = False
+                  ) -> FrameResult | None:
     """What a frame keeps of its two-sided revisit (None: its first labeling).
 
     Each individual keeps the revisit's labels unless they leave more of its located
@@ -819,10 +849,18 @@ def _keep_revisit(first: FrameResult, second: FrameResult) -> FrameResult | None
     onto a wrong dot; it then flags it). With two mice, one can keep its revisit and the other
     its first labeling, unless that would give one dot two names in a view; then the whole
     frame goes by the count over both.
+
+    ``final_pass``: the labels in the table were revisited already, so the new ones must do
+    strictly better: they are kept only where they leave *fewer* keypoints in doubt, and a
+    keypoint the table located without doubt that the new labeling leaves without a 3D point
+    counts as a doubt (a prediction pinned from both sides can miss a paw that moved off the
+    straight line between them; losing a trusted point is no gain).
     """
     before = _n_doubtful(first)
     after = _n_doubtful(second)
-    keep = after <= before
+    if final_pass:
+        after = after + _n_dropped_trusted(first, second)
+    keep = after < before if final_pass else after <= before
     if keep.all():
         return second
     if keep.any():
@@ -837,7 +875,17 @@ def _keep_revisit(first: FrameResult, second: FrameResult) -> FrameResult | None
             np.where(keep[:, None], _unshown(second), _unshown(first)))
         if not _shares_a_dot(merged.points2d):
             return merged
-    return second if after.sum() <= before.sum() else None
+    better = after.sum() < before.sum() if final_pass else after.sum() <= before.sum()
+    return second if better else None
+
+
+def _n_dropped_trusted(first: FrameResult, second: FrameResult) -> np.ndarray:
+    """Per individual, keypoints ``first`` located without doubt that ``second`` leaves without
+    a 3D point (returns ``(M,)`` int)."""
+    located = np.isfinite(first.points3d).all(axis=-1)
+    doubt = ((np.bitwise_or.reduce(first.flags, axis=0) & STEERING_FLAGS) > 0) | _unshown(first)
+    lost = ~np.isfinite(second.points3d).all(axis=-1)
+    return (located & ~doubt & lost).sum(axis=-1)
 
 
 def _shares_a_dot(points2d: np.ndarray) -> bool:
@@ -969,27 +1017,51 @@ def run_labeling(
     runner.forget(seeds)
     block = 64
     reach = config.two_sided_reach if _revisits(config, reasoner) else 0
+    final_reach = config.final_pass_reach if _revisits(config, reasoner) else 0
     pending: deque[tuple[int, bool]] = deque()  # labeled once, (frame, to be revisited)
+    final: deque[int] = deque()  # revisited, waiting for the final pass
     saved = {f: d for f, d in _saved_revisits(project).items() if f in done} if reach else {}
+    saved_final = {f for f in _saved_final_pass(project) if f in done} if final_reach else set()
     done_ranges = _ranges(done)
+
+    def relabel_two_sided(frame: int, direction: int, within: int, final_pass: bool) -> bool:
+        """Label ``frame`` again from both sides; True when the table took the new labels."""
+        second, _ = runner.label_frame(frame, direction, two_sided=within, write=False)
+        res = _keep_revisit(_stored_result(runner, frame), second, final_pass)
+        if res is None:
+            return False
+        runner.write(frame, res)
+        report.n_changed += res.n_changed
+        report.n_dropped += res.n_dropped
+        return True
+
+    def settle(frame: int, kept: bool) -> None:
+        _mark_done(project, done_ranges, config, pending, final)
+        if kept and on_frame_done is not None:
+            on_frame_done(frame)
 
     def revisit(direction: int) -> None:
         frame, doubtful = pending.popleft()
         kept = False
         if doubtful:
-            second, _ = runner.label_frame(frame, direction, two_sided=True, write=False)
+            kept = relabel_two_sided(frame, direction, reach, final_pass=False)
             report.n_revisited += 1
-            res = _keep_revisit(_stored_result(runner, frame), second)
-            kept = res is not None
-            if res is not None:
-                runner.write(frame, res)
-                report.n_revisit_kept += 1
-                report.n_changed += res.n_changed
-                report.n_dropped += res.n_dropped
-        _mark_done(project, done_ranges, config, pending)
-        if kept and on_frame_done is not None:
-            on_frame_done(frame)
+            report.n_revisit_kept += kept
+        if final_reach:
+            final.append(frame)
+        else:
+            runner.forget([frame])
+        settle(frame, kept)
+
+    def final_pass(direction: int) -> None:
+        frame = final.popleft()
+        kept = False
+        if runner.doubted(frame).any():
+            kept = relabel_two_sided(frame, direction, final_reach, final_pass=True)
+            report.n_final_pass += 1
+            report.n_final_kept += kept
         runner.forget([frame])
+        settle(frame, kept)
 
     # the blocks of frames in labeling order (a run with nothing left still gets one, empty,
     # for the revisits it saved); while one block is labeled, a helper process detects the
@@ -1006,10 +1078,12 @@ def run_labeling(
     try:
         for i, (direction, run, chunk, first, last) in enumerate(blocks):
             if first:
-                # a run stopped earlier resumes with the frames that waited for their revisit
+                # a run stopped earlier resumes with the frames that waited for their final
+                # pass or their revisit
+                final.extend(f for f in run if f in saved_final)
                 pending.extend((f, saved[f]) for f in run if f in saved)
-                if pending:
-                    runner.prefetch([f for f, _ in pending])
+                if pending or final:
+                    runner.prefetch([f for f, _ in pending] + list(final))
             if fetched is None or not fetched.result():
                 runner.prefetch(chunk)
             fetched = None
@@ -1033,18 +1107,25 @@ def run_labeling(
                     steering = (res.flags & STEERING_FLAGS) > 0
                     doubtful = (steering & model).any() or _unshown(res).any()
                     pending.append((f, bool(doubtful)))
-                _mark_done(project, done_ranges, config, pending)
+                elif final_reach:
+                    final.append(f)
+                _mark_done(project, done_ranges, config, pending, final)
                 if on_frame_done is not None:
                     on_frame_done(f)
                 if len(pending) > reach:
                     revisit(direction)
+                if len(final) > final_reach:
+                    final_pass(direction)
                 if on_progress is not None:
                     on_progress(len(report.frames_done), todo_total)
-            waiting = {p for p, _ in pending}
+            waiting = {p for p, _ in pending} | set(final)
             runner.forget([f for f in chunk if f not in waiting])
             if last:
-                while pending:  # the run's last frames: the other side is the next run or a seed
+                # the run's last frames: the other side is the next run or a seed
+                while pending:
                     revisit(direction)
+                while final:
+                    final_pass(direction)
     finally:
         if ahead is not None:
             ahead.shutdown(wait=True, cancel_futures=True)
