@@ -99,42 +99,37 @@ def test_two_sided_prediction_interpolates_the_nearest_trusted_labels():
     assert sigma[0, 1] > sigma[0, 0] > 0
 
 
+def _label_with(sim, seeds, source, **config):
+    """Label a fresh project with ``LabelingConfig(**config)``: its report and its metrics
+    over the frames labeled (seed labels are checked untouched)."""
+    project = new_project(sim, seeds)
+    seed_labels = project.poses.points2d[:, seeds].copy()
+    report = run_labeling(project, frame_source=source, config=LabelingConfig(**config))
+    np.testing.assert_array_equal(project.poses.points2d[:, seeds], seed_labels)
+    assert project.settings["pose_labeling"]["revisit"] == []
+    assert project.settings["pose_labeling"]["final_pass"] == []
+    frames = [f for f in range(sim.n_frames) if f not in seeds]
+    return report, evaluate_poses(project.poses, sim.skeleton, sim.points3d, sim.points2d,
+                                  sim.visible, frames)
+
+
 def test_doubtful_frames_are_labeled_again_from_both_sides():
     sim, seeds, source = small_sim(4, 60, 1, 1)
-    frames = [f for f in range(sim.n_frames) if f not in seeds]
-    bad, reports = {}, {}
-    for reach in (0, 2):
-        project = new_project(sim, seeds)
-        seed_labels = project.poses.points2d[:, seeds].copy()
-        reports[reach] = run_labeling(project, frame_source=source,
-                                      config=LabelingConfig(two_sided_reach=reach))
-        # seed labels are never touched by either pass
-        np.testing.assert_array_equal(project.poses.points2d[:, seeds], seed_labels)
-        err = np.linalg.norm(project.poses.points3d[frames] - sim.points3d[frames], axis=-1)
-        seen = sim.visible[:, frames].sum(axis=0) >= 2
-        bad[reach] = int((seen & ~(err <= 5.0)).sum())
-    assert reports[0].n_revisited == 0
-    assert 0 < reports[2].n_revisited < len(frames)
-    assert bad[2] < bad[0]
+    off, bad_off = _label_with(sim, seeds, source, two_sided_reach=0)
+    on, bad_on = _label_with(sim, seeds, source, two_sided_reach=2)
+    assert off.n_revisited == 0
+    assert 0 < on.n_revisited < len(on.frames_done)
+    assert bad_on["n_bad"] < bad_off["n_bad"]
 
 
 def test_doubtful_frames_get_a_final_pass_once_both_sides_are_revisited():
     sim, seeds, source = small_sim(4, 60, 2, 0)
-    frames = [f for f in range(sim.n_frames) if f not in seeds]
-    metrics, reports = {}, {}
-    for reach in (0, 4):
-        project = new_project(sim, seeds)
-        seed_labels = project.poses.points2d[:, seeds].copy()
-        reports[reach] = run_labeling(project, frame_source=source,
-                                      config=LabelingConfig(final_pass_reach=reach))
-        np.testing.assert_array_equal(project.poses.points2d[:, seeds], seed_labels)
-        assert project.settings["pose_labeling"]["final_pass"] == []
-        metrics[reach] = evaluate_poses(project.poses, sim.skeleton, sim.points3d, sim.points2d,
-                                        sim.visible, frames)
-    assert reports[0].n_final_pass == 0
-    assert 0 < reports[4].n_final_kept <= reports[4].n_final_pass <= len(frames)
-    assert metrics[4]["n_bad"] < metrics[0]["n_bad"]
-    assert metrics[4]["mean_3d_error_mm"] < metrics[0]["mean_3d_error_mm"]
+    off, without = _label_with(sim, seeds, source, final_pass_reach=0)
+    on, with_pass = _label_with(sim, seeds, source, final_pass_reach=4)
+    assert off.n_final_pass == 0
+    assert 0 < on.n_final_kept <= on.n_final_pass <= len(on.frames_done)
+    assert with_pass["n_bad"] < without["n_bad"]
+    assert with_pass["mean_3d_error_mm"] < without["mean_3d_error_mm"]
 
 
 def test_a_model_backend_is_not_asked_twice_about_a_frame():
