@@ -669,6 +669,17 @@ class _Runner:
             for f in frames:
                 self.cand_cache.pop((c, f), None)
 
+    def predict_two_sided(self, frame: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`predict_two_sided` from the labels within ``reach`` frames that are trusted
+        (human, or model and not doubted)."""
+        poses = self.project.poses
+        lo = max(0, frame - reach)
+        near = slice(lo, min(frame + reach + 1, poses.n_frames))
+        doubted = np.stack([self.doubted(f) for f in range(near.start, near.stop)])
+        trusted = np.isfinite(poses.points3d[near]).all(axis=-1)
+        trusted &= ~doubted | np.isin(poses.source[:, near], HUMAN_SOURCES).any(axis=0)
+        return predict_two_sided(poses.points3d[near], trusted, frame - lo, reach)
+
     def label_frame(self, frame: int, direction: int, two_sided: int = 0,
                     write: bool = True) -> tuple[Any, int]:
         """Stages 1-4 for one frame, written to the pose table when ``write``. ``two_sided``:
@@ -686,14 +697,7 @@ class _Runner:
             pred3, sig3 = predict_3d(poses.points3d, frame, direction, cfg.window, self.reference,
                                      cfg.velocity_damping, doubt)
             if two_sided:
-                lo = max(0, frame - two_sided)
-                near = slice(lo, frame + two_sided + 1)
-                doubted = np.stack([self.doubted(f) for f in range(near.start, near.stop)
-                                    if f < poses.n_frames])
-                trusted = np.isfinite(poses.points3d[near]).all(axis=-1)
-                trusted &= ~doubted | np.isin(poses.source[:, near], HUMAN_SOURCES).any(axis=0)
-                both3, both_sig = predict_two_sided(poses.points3d[near], trusted, frame - lo,
-                                                    two_sided)
+                both3, both_sig = self.predict_two_sided(frame, two_sided)
                 both = np.isfinite(both3).all(axis=-1)
                 pred3 = np.where(both[..., None], both3, pred3)
                 sig3 = np.where(both, both_sig, sig3)
@@ -1054,9 +1058,11 @@ def run_labeling(
         settle(frame, kept)
 
     def final_pass(direction: int) -> None:
+        # only a doubted keypoint with trusted labels on both sides gets a new prediction
         frame = final.popleft()
         kept = False
-        if runner.doubted(frame).any():
+        both = np.isfinite(runner.predict_two_sided(frame, final_reach)[0]).all(axis=-1)
+        if (runner.doubted(frame) & both).any():
             kept = relabel_two_sided(frame, direction, final_reach, final_pass=True)
             report.n_final_pass += 1
             report.n_final_kept += kept
