@@ -261,35 +261,38 @@ def _mark_done(project: Project, done_ranges: list[list[int]], config: LabelingC
     entry["config"] = config.summary()
 
 
-def _saved_revisits(project: Project) -> dict[int, bool]:
-    """The frames a stopped run left waiting for their revisit. An entry that is not a
-    ``[frame, doubtful]`` pair (a hand-edited project) is skipped with a warning: that frame
-    keeps its first labeling, which is complete and flagged, so nothing is lost."""
-    entry = project.settings.get(SETTINGS_KEY, {})
-    out: dict[int, bool] = {}
-    for item in entry.get("revisit", []) or []:
+def _saved_entries(project: Project, key: str, parse: Callable[[Any], Any], keeps: str
+                   ) -> list[Any]:
+    """The entries of a stopped run's queue ``key`` in the project's settings, each read by
+    ``parse``. An entry ``parse`` refuses (a hand-edited project) is skipped with a warning
+    that says what its frame ``keeps`` instead: labels that are complete and flagged, so
+    nothing is lost."""
+    out: list[Any] = []
+    for item in project.settings.get(SETTINGS_KEY, {}).get(key, []) or []:
         try:
-            frame, doubtful = item
-            out[int(frame)] = bool(doubtful)
+            out.append(parse(item))
         except (TypeError, ValueError):
             warnings.warn(f"ignoring a malformed entry {item!r} in the project's "
-                          f"settings[{SETTINGS_KEY!r}]['revisit']: that frame keeps its first "
-                          "labeling", stacklevel=2)
+                          f"settings[{SETTINGS_KEY!r}][{key!r}]: that frame keeps its {keeps}",
+                          stacklevel=3)
     return out
+
+
+def _revisit_entry(item: Any) -> tuple[int, bool]:
+    frame, doubtful = item
+    return int(frame), bool(doubtful)
+
+
+def _saved_revisits(project: Project) -> dict[int, bool]:
+    """The frames a stopped run left waiting for their revisit (``[frame, doubtful]``
+    pairs); a malformed entry keeps its first labeling."""
+    return dict(_saved_entries(project, "revisit", _revisit_entry, "first labeling"))
 
 
 def _saved_final_pass(project: Project) -> list[int]:
-    """The revisited frames a stopped run left waiting for their final pass. An entry that is
-    not a frame number is skipped with a warning: that frame keeps its revisited labels."""
-    out: list[int] = []
-    for item in project.settings.get(SETTINGS_KEY, {}).get("final_pass", []) or []:
-        try:
-            out.append(int(item))
-        except (TypeError, ValueError):
-            warnings.warn(f"ignoring a malformed entry {item!r} in the project's "
-                          f"settings[{SETTINGS_KEY!r}]['final_pass']: that frame keeps its "
-                          "revisited labels", stacklevel=2)
-    return out
+    """The revisited frames a stopped run left waiting for their final pass; a malformed
+    entry keeps its revisited labels."""
+    return _saved_entries(project, "final_pass", int, "revisited labels")
 
 
 def _seeds(project: Project) -> list[int]:
