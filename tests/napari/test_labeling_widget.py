@@ -456,6 +456,20 @@ def test_skeleton_edit_keeps_labels_by_name(make_napari_viewer, synthetic, tmp_p
 
 
 @pytest.mark.viewer
+def test_the_run_tab_offers_both_directions_for_the_local_backend(make_napari_viewer, synthetic,
+                                                                tmp_path):
+    folder = _fresh_copy(synthetic[0], tmp_path)
+    viewer, widget = _open(make_napari_viewer, folder)
+    widget.backend_combo.setCurrentText("local")
+    assert widget.both_check.isEnabled() and not widget.labeling_config().both_directions
+    widget.both_check.setChecked(True)
+    assert widget.labeling_config().both_directions
+    widget.backend_combo.setCurrentText("hybrid")  # a model is not asked twice about a frame
+    widget.model_edit.setText("some-model")
+    assert not widget.both_check.isEnabled()
+    assert not widget.labeling_config().both_directions
+
+
 def test_rerun_after_corrections_needs_relabel_and_keeps_them(make_napari_viewer, synthetic,
                                                               tmp_path, qtbot):
     folder = _fresh_copy(synthetic[0], tmp_path)

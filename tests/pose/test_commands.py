@@ -65,6 +65,25 @@ def test_label_command_creates_then_resumes(tmp_path, capsys):
             == second.poses.points2d[second.poses.source == Source.SEED]).all()
 
 
+def test_label_both_directions_merges_the_gaps_a_run_covers(tmp_path, capsys):
+    sim = simulate(SynthConfig(n_cameras=3, n_frames=16, n_mice=2, seed=3, width=320,
+                               height=240))
+    session = tmp_path / "session"
+    write_synthetic_session(sim, session, seed_frames=[2, 8, 14])
+    out = tmp_path / "labels.bvlm"
+    # frames 0-5 cover no whole gap between seeds: nothing is labeled twice
+    assert main(["label", str(session), "--seeds", str(session / "seeds.csv"),
+                 "--frames", "0-5", "--both-directions", "--out", str(out)]) == 0
+    assert "both_directions" not in load_project(out).settings["pose_labeling"]
+    assert main(["label", str(session), "--out", str(out), "--both-directions"]) == 0
+    assert "keypoints taken from the labeling from the farther seed" in capsys.readouterr().out
+    assert load_project(out).settings["pose_labeling"]["both_directions"] == [[2, 8], [8, 14]]
+    # a relabel labels from the nearer seed, and says so
+    assert main(["label", str(session), "--out", str(out), "--relabel", "--frames", "0-5",
+                 "--both-directions"]) == 0
+    assert "--both-directions applies to" in capsys.readouterr().out
+
+
 def test_an_interrupted_label_run_keeps_its_frames_and_says_how_to_resume(tmp_path, capsys,
                                                                          interrupt_labeling):
     sim = simulate(SynthConfig(n_cameras=2, n_frames=10, seed=3, width=320, height=240))

@@ -79,6 +79,12 @@ class RunTab:
         self.relabel_check.setToolTip("Run the range again so your corrections steer the frames "
                                       "around them; seed and human labels are kept")
         form.addRow(self.relabel_check)
+        self.both_check = QCheckBox("label each gap between seeds from both seeds (slower)")
+        self.both_check.setToolTip("Local backend: where the labeling from the earlier seed and "
+                                   "the one from the later seed disagree on a keypoint, keep the "
+                                   "track that fits better (fewer swaps with two mice, about "
+                                   "1.8x the time)")
+        form.addRow(self.both_check)
         self.run_btn = button("Run", self.start_run)
         self.cancel_btn = button("Cancel", self.cancel_run)
         form.addRow(button_row(self.run_btn, self.cancel_btn))
@@ -94,6 +100,7 @@ class RunTab:
     def _backend_changed(self, backend: str) -> None:
         for w in (self.base_url_edit, self.model_edit, self.key_env_edit):
             w.setEnabled(backend != "local")
+        self.both_check.setEnabled(backend == "local")
 
     def _run_settings(self) -> dict[str, Any]:
         return {
@@ -111,7 +118,7 @@ class RunTab:
 
         run = self._run_settings()
         if run["backend"] == "local":
-            return LabelingConfig(backend="local")
+            return LabelingConfig(backend="local", both_directions=self.both_check.isChecked())
         from napari_behaviorvlm.vlm.config import VLMConfig
 
         vlm = VLMConfig(base_url=run["base_url"], model=run["model"],
@@ -196,7 +203,10 @@ class RunTab:
             f"Done{stopped} in {secs:.1f} s: {len(report.frames_done)} frames labeled, "
             f"{report.frames_skipped} skipped (seeds or done before), {report.n_revisited} "
             f"doubtful frames labeled again from both sides and {report.n_final_pass} a last "
-            f"time, {report.n_flagged} labels "
+            f"time, "
+            + (f"{report.n_other_direction} keypoints taken from the labeling from the farther "
+               "seed, " if report.n_other_direction else "")
+            + f"{report.n_flagged} labels "
             f"flagged for review, {report.vlm_calls} VLM calls. Human and seed labels were kept."
             + (" Every frame in the range was done already: tick 'relabel' to run it again "
                "with your corrections." if not report.frames_done and report.frames_skipped

@@ -71,6 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--relabel", action="store_true",
                    help="label the frames again even where a run finished them (after corrections "
                         "in napari; seed and human labels are kept)")
+    p.add_argument("--both-directions", action="store_true",
+                   help="local backend: label each gap between seed frames that --frames "
+                        "covers from both of its seeds and keep, per keypoint, the track that fits better "
+                        "(fewer swaps with two mice, about 1.8x the time)")
     p.add_argument("--save-every", type=int, default=50, help="save the project every N frames (default 50)")
     p.add_argument("--out", type=Path, required=True, help="project file (.bvlm) to write or resume")
     add_vlm_arguments(p)
@@ -120,7 +124,10 @@ def _label(args: argparse.Namespace) -> int:
         project = Project.new(session, default_qd_mouse_skeleton(), names or None)
         read_labels_csv(args.seeds, project.poses)
     frames = parse_frames(args.frames, project.poses.n_frames)
-    config = LabelingConfig(backend=args.backend, vlm=vlm)
+    if args.both_directions and (args.backend != "local" or args.relabel):
+        print("note: --both-directions applies to the local backend without --relabel; this "
+              "run labels each frame from its nearer seed")
+    config = LabelingConfig(backend=args.backend, vlm=vlm, both_directions=args.both_directions)
     reasoner = make_reasoner(config)  # a missing API key is reported before any work
     if vlm is not None:
         _print_estimate(project, frames, vlm, args.backend, args.relabel)
@@ -149,7 +156,10 @@ def _label(args: argparse.Namespace) -> int:
     print(f"labeled {info['frames_done']} frames ({info['frames_skipped']} already done) "
           f"in {info['seconds']:.1f} s; {info['n_revisited']} doubtful frames labeled again from "
           f"both sides ({info['n_revisit_kept']} kept) and {info['n_final_pass']} a last time "
-          f"({info['n_final_kept']} kept); {info['n_flagged']} labels flagged for "
+          f"({info['n_final_kept']} kept); "
+          + (f"{info['n_other_direction']} keypoints taken from the labeling from the farther "
+             "seed; " if args.both_directions else "")
+          + f"{info['n_flagged']} labels flagged for "
           f"review; model calls: {info['vlm_calls']}; saved {args.out}")
     flagged = flagged_mask(project.poses)
     if flagged.any():
@@ -205,7 +215,9 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("local", "vlm", "hybrid"), default="local",
                    help="reasoner (vlm/hybrid use the test double)")
     p.add_argument("--variants", default="naive,no_refinement,full",
-                   help="comma-separated subset of naive,no_refinement,full")
+                   help="comma-separated subset of naive,no_refinement,full,both_directions "
+                        "(default: the first three; both_directions is full with "
+                        "label --both-directions)")
     p.add_argument("--swap-rate", type=float, default=0.1, help="test double: left/right swap rate")
     p.add_argument("--wrong-rate", type=float, default=0.1, help="test double: wrong candidate rate")
     p.add_argument("--omit-rate", type=float, default=0.05, help="test double: omission rate")
