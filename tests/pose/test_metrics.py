@@ -30,3 +30,23 @@ def test_swap_rate_per_individual_counts_each_mouse_over_its_own_keypoints():
     assert m["per_individual_swap_rate"] == pytest.approx(
         {"mouse0": 2 / (4 * n_kp), "mouse1": 1 / (3 * n_kp)})
     assert m["individual_exchange_frames"] == 0
+
+
+def test_an_exchange_is_a_mouse_labeled_where_the_other_one_is_not_a_mouse_labeled_in_part():
+    skeleton = default_qd_mouse_skeleton()
+    n_frames, n_kp = 3, skeleton.n_keypoints
+    # mouse0 along x from 0 to 110 mm, mouse1 parallel to it 30 mm away and 80 mm ahead
+    truth = np.zeros((n_frames, 2, n_kp, 3))
+    truth[..., 0] = np.arange(n_kp) * 10.0
+    truth[:, 1, :, 0] += 80.0
+    truth[:, 1, :, 1] = 30.0
+    visible = np.ones((2, n_frames, 2, n_kp), bool)
+    poses = PoseTable.empty(["cam0", "cam1"], n_frames, ["mouse0", "mouse1"], skeleton.keypoints)
+    poses.points3d[:] = truth
+    # frame 0: mouse0 labeled right but only at its last two keypoints, whose mean (105, 0)
+    # lies 50 mm from its full centre and 42 mm from mouse1's: no exchange all the same
+    poses.points3d[0, 0, :-2] = np.nan
+    # frame 1: mouse0 labeled on mouse1 throughout: an exchange
+    poses.points3d[1, 0] = truth[1, 1]
+    m = evaluate_poses(poses, skeleton, truth, np.zeros((2, n_frames, 2, n_kp, 2)), visible)
+    assert m["individual_exchange_frames"] == 1

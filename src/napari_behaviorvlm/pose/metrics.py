@@ -16,8 +16,9 @@ Definitions (``C`` cameras, ``F`` frames, ``M`` individuals, ``K`` keypoints):
   a paw at the face, the other mouse's tail) than to its own.
   ``per_individual_swap_rate`` (two or more individuals): the same per individual, over its
   own evaluated keypoints (the issue's targets hold per mouse).
-- ``individual_exchange_frames``: frames where an individual's labeled body centre lies closer
-  to another individual's true centre than to its own.
+- ``individual_exchange_frames``: frames where an individual's labeled body centre (the mean
+  of its labeled keypoints) lies closer to another individual's true centre than to its own,
+  both true centres taken over the same keypoints.
 - ``flag_recall``: share of evaluated keypoints with 3D error > 5 mm (or missing) that carry a
   flag in at least one view; ``flag_precision``: share of flagged evaluated keypoints whose error
   is > 5 mm (or missing).
@@ -109,9 +110,15 @@ def evaluate_poses(poses: PoseTable, skeleton: Skeleton, true3d: np.ndarray, tru
     # individual exchange
     exch = 0
     if n_ind > 1:
-        ce = np.nanmean(est3, axis=2)
-        ct = np.nanmean(tru3, axis=2)
-        dd = np.linalg.norm(ce[:, :, None] - ct[:, None], axis=-1)
+        # each labeled centre against the true centres of the same keypoints (a mouse with
+        # two right labels at its tail is not the other mouse because its full centre is far)
+        located = np.isfinite(est3).all(axis=-1)  # (F', M, K)
+        n_located = located.sum(axis=2)[..., None]  # (F', M, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ce = np.where(located[..., None], est3, 0).sum(axis=2) / n_located  # (F', M, 3)
+            ct = (np.where(located[:, :, None, :, None], tru3[:, None], 0).sum(axis=3)
+                  / n_located[..., None])  # (F', M labeled, M true, 3)
+        dd = np.linalg.norm(ce[:, :, None] - ct, axis=-1)  # (F', M labeled, M true)
         own_c = np.diagonal(dd, axis1=1, axis2=2).copy()
         dd[:, np.arange(n_ind), np.arange(n_ind)] = np.inf
         exch = int((np.nan_to_num(dd, nan=np.inf).min(axis=2) < own_c).any(axis=1).sum())
