@@ -68,7 +68,12 @@ def test_a_track_doubted_over_the_run_loses_to_one_without_doubt():
 
 def test_a_both_directions_run_merges_each_gap_once_and_resumes_after_a_stop():
     sim, seeds, source = small_sim(4, 40, 2, 0)
-    gaps = [[a, b] for a, b in zip(sorted(seeds)[:-1], sorted(seeds)[1:])]
+    first, last = min(seeds), max(seeds)
+    assert first >= 2 and last <= sim.n_frames - 3  # frames before and after the seeds
+    # the gaps between seeds, and the frames before the first seed and after the last, from
+    # the session's first and last frames
+    gaps = sorted([[a, b] for a, b in zip(sorted(seeds)[:-1], sorted(seeds)[1:])]
+                  + [[0, first], [last, sim.n_frames - 1]])
     nearer = new_project(sim, seeds)
     nearer_report = run_labeling(nearer, frame_source=source)
     both = new_project(sim, seeds)
@@ -79,8 +84,8 @@ def test_a_both_directions_run_merges_each_gap_once_and_resumes_after_a_stop():
     assert sorted(report.frames_done) == sorted(nearer_report.frames_done)
     n_gap = sum(b - a - 1 for a, b in gaps)
     assert report.view_frames == nearer_report.view_frames + n_gap * both.poses.n_cameras
-    # the merge changed exactly the keypoints it says it took from the farther seed, all
-    # inside the gaps, and no seed label
+    # the merge changed exactly the keypoints it says it took from the other direction, all
+    # inside the stretches (not their ends), and no seed label
     moved = ~np.isclose(both.poses.points3d, nearer.poses.points3d, equal_nan=True).all(axis=-1)
     assert report.n_other_direction > 0
     assert moved.sum() == report.n_other_direction

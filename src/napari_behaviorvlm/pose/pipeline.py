@@ -921,11 +921,19 @@ def _n_dropped_trusted(first: FrameResult, second: FrameResult) -> np.ndarray:
 
 def _shares_a_dot(points2d: np.ndarray) -> bool:
     """Whether two labels of a view ``(C, M, K, 2)`` name the same position."""
+    return len(_dot_sharers(points2d)) > 0
+
+
+def _dot_sharers(points2d: np.ndarray) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The pairs of keypoints ``((m, k), (m, k))`` whose labels name the same position in some
+    view of ``points2d`` ``(C, M, K, 2)``."""
+    n_kp = points2d.shape[2]
     xy = points2d.reshape(points2d.shape[0], -1, 2)
     d = vector_length(xy[:, :, None] - xy[:, None])
     n = xy.shape[1]
     d[:, np.arange(n), np.arange(n)] = np.inf
-    return bool((d < 0.01).any())
+    _, a, b = np.nonzero(np.triu(d < 0.01, 1))
+    return sorted({(divmod(int(i), n_kp), divmod(int(j), n_kp)) for i, j in zip(a, b)})
 
 
 def _revisits(config: LabelingConfig, reasoner: Reasoner) -> bool:
@@ -1029,7 +1037,7 @@ def run_labeling(
     gaps = []
     if config.both_directions and not relabel and _revisits(config, reasoner):
         gaps = _gaps_to_merge(project, seeds, frames)
-    progress = _Progress(on_progress, todo_total + sum(b - a - 1 for a, b in gaps))
+    progress = _Progress(on_progress, todo_total + sum(b - a - 1 for a, b, _ in gaps))
     try:
         runner = _label_runs(project, runs, done, config, reasoner, report, frame_source,
                              progress, should_stop, on_frame_done)
@@ -1225,15 +1233,27 @@ class _Progress:
 
 
 def _gaps_to_merge(project: Project, seeds: Sequence[int], frames: Sequence[int] | None
-                   ) -> list[tuple[int, int]]:
-    """The gaps ``(seed, next seed)`` a ``both_directions`` run labels from their second
-    seed too: those not merged yet whose every frame is in ``frames`` (None: all)."""
+                   ) -> list[tuple[int, int, int]]:
+    """The stretches ``(first, last, midpoint)`` a ``both_directions`` run labels in its
+    second direction, those not merged yet whose frames are all in ``frames`` (None: all).
+
+    - Each gap between two seeds (the seeds are its ends): the default run labeled it
+      forward up to the midpoint and backward after it.
+    - The frames before the first seed, with frame 0 as the end the second direction starts
+      from (its labels stay; midpoint 0: the default run labeled them all backward), and
+      those after the last seed, with the last frame as that end (midpoint: the frame before
+      it; the default run labeled them all forward).
+    """
     wanted = None if frames is None else {int(f) for f in frames}
     merged = _merged_gaps(project)
     seeds = sorted(seeds)
-    return [(a, b) for a, b in zip(seeds[:-1], seeds[1:])
+    last = project.poses.n_frames - 1
+    spans = [(a, b, (a + b) // 2, range(a + 1, b)) for a, b in zip(seeds[:-1], seeds[1:])]
+    spans.append((0, seeds[0], 0, range(0, seeds[0])))
+    spans.append((seeds[-1], last, last - 1, range(seeds[-1] + 1, last + 1)))
+    return [(a, b, mid) for a, b, mid, inside in spans
             if b - a > 1 and (a, b) not in merged
-            and (wanted is None or wanted.issuperset(range(a + 1, b)))]
+            and (wanted is None or wanted.issuperset(inside))]
 
 
 def _gap_entry(item: Any) -> tuple[int, int]:
@@ -1247,31 +1267,32 @@ def _merged_gaps(project: Project) -> set[tuple[int, int]]:
                               "nearer-seed labels until a rerun merges it"))
 
 
-def _label_both_directions(project: Project, gaps: Sequence[tuple[int, int]], runner: _Runner,
+def _label_both_directions(project: Project, gaps: Sequence[tuple[int, int, int]],
+                           runner: _Runner,
                            report: LabelingReport, frame_source: Any, progress: _Progress,
                            should_stop: Callable[[], bool] | None,
                            on_frame_done: Callable[[int], None] | None) -> None:
-    """Label the ``gaps`` between seeds from their farther seeds too and keep, per keypoint,
-    the track :func:`~napari_behaviorvlm.pose.directions.choose_backward` picks.
+    """Label the stretches ``gaps`` (:func:`_gaps_to_merge`) in their second direction too and
+    keep, per keypoint, the track :func:`~napari_behaviorvlm.pose.directions.choose_backward`
+    picks.
 
-    The table holds the nearer-seed labels (forward up to each gap's midpoint, backward after
-    it). The halves after the midpoints are labeled forward again in one scratch copy of the
-    project, the halves before them backward in another; then the two labelings of each gap
-    are compared. A frame where the pick would give one dot two names in a view keeps its
-    nearer-seed labels. The merged gaps are recorded in the project's settings, so a rerun
-    does not label them again; a stop discards the scratch work (the table keeps its
-    nearer-seed labels, and a rerun labels the gaps' second direction)."""
-    mids = {gap: (gap[0] + gap[1]) // 2 for gap in gaps}
-    forward = _label_scratch(project, [(+1, list(range(mids[(a, b)] + 1, b))) for a, b in gaps],
+    The table holds the default labels (forward up to each stretch's midpoint, backward
+    after it). The halves after the midpoints are labeled forward again in one scratch copy
+    of the project, the halves before them backward in another; then the two labelings of
+    each stretch are compared. A keypoint the pick would put on a dot the table gives
+    another keypoint in a view keeps its default labels. The merged stretches are recorded in
+    the project's settings, so a rerun does not label them again; a stop discards the scratch
+    work (the table keeps its default labels, and a rerun labels the second direction)."""
+    forward = _label_scratch(project, [(+1, list(range(mid + 1, b))) for a, b, mid in gaps],
                              runner, report, frame_source, progress, should_stop)
-    backward = _label_scratch(project, [(-1, list(range(mids[(a, b)], a, -1))) for a, b in gaps],
+    backward = _label_scratch(project, [(-1, list(range(mid, a, -1))) for a, b, mid in gaps],
                               runner, report, frame_source, progress, should_stop)
     if report.cancelled:
         return
     poses = project.poses
     body = runner.body
-    for (a, b), mid in mids.items():
-        span = np.arange(a, b + 1)  # the seeds at both ends: both labelings agree there
+    for a, b, mid in gaps:
+        span = np.arange(a, b + 1)  # the ends (seeds, or the session's first or last frame)
         nearer_backward = span > mid
         forward3d, forward_doubt = _gap_track(poses, forward, span, nearer_backward)
         backward3d, backward_doubt = _gap_track(poses, backward, span, ~nearer_backward)
@@ -1281,15 +1302,22 @@ def _label_both_directions(project: Project, gaps: Sequence[tuple[int, int]], ru
             switch = (take_backward[i] != nearer_backward[i]) & ~poses.human_mask(f).any(axis=0)
             if not switch.any():
                 continue
-            farther = backward if f <= mid else forward
-            merged = _pick(_table_result(poses, f), _table_result(farther, f), switch)
-            if _shares_a_dot(merged.points2d):
+            nearer = _table_result(poses, f)
+            farther = _table_result(backward if f <= mid else forward, f)
+            merged = _pick(nearer, farther, switch)
+            # a keypoint taken from the farther labeling onto a dot the nearer one gives
+            # another keypoint stays with the nearer labeling
+            while switch.any() and (sharers := _dot_sharers(merged.points2d)):
+                first, second = sharers[0]
+                switch[first if switch[first] else second] = False
+                merged = _pick(nearer, farther, switch)
+            if not switch.any() or _shares_a_dot(merged.points2d):
                 continue
             _write_frame(project, f, merged)
             report.n_other_direction += int(switch.sum())
             if on_frame_done is not None:
                 on_frame_done(f)
-    merged_gaps = sorted(_merged_gaps(project) | set(gaps))
+    merged_gaps = sorted(_merged_gaps(project) | {(a, b) for a, b, _ in gaps})
     project.settings.setdefault(SETTINGS_KEY, {})["both_directions"] = [list(g) for g in merged_gaps]
 
 
