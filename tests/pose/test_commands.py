@@ -71,13 +71,16 @@ def test_label_both_directions_merges_the_gaps_a_run_covers(tmp_path, capsys):
     session = tmp_path / "session"
     write_synthetic_session(sim, session, seed_frames=[2, 8, 14])
     out = tmp_path / "labels.bvlm"
-    # frames 0-5 cover no whole gap between seeds: nothing is labeled twice
+    # frames 3-6 cover no whole stretch (0-1 before the first seed, 3-7 between the first
+    # two): nothing is labeled twice
     assert main(["label", str(session), "--seeds", str(session / "seeds.csv"),
-                 "--frames", "0-5", "--both-directions", "--out", str(out)]) == 0
+                 "--frames", "3-6", "--both-directions", "--out", str(out)]) == 0
     assert "both_directions" not in load_project(out).settings["pose_labeling"]
     assert main(["label", str(session), "--out", str(out), "--both-directions"]) == 0
-    assert "keypoints taken from the labeling from the farther seed" in capsys.readouterr().out
-    assert load_project(out).settings["pose_labeling"]["both_directions"] == [[2, 8], [8, 14]]
+    assert "keypoints taken from the labeling in the other direction" in capsys.readouterr().out
+    # frame 15 after the last seed is a session end: nothing between them to label twice
+    assert load_project(out).settings["pose_labeling"]["both_directions"] == [[0, 2], [2, 8],
+                                                                              [8, 14]]
     # a relabel labels from the nearer seed, and says so
     assert main(["label", str(session), "--out", str(out), "--relabel", "--frames", "0-5",
                  "--both-directions"]) == 0

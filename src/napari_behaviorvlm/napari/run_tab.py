@@ -79,11 +79,11 @@ class RunTab:
         self.relabel_check.setToolTip("Run the range again so your corrections steer the frames "
                                       "around them; seed and human labels are kept")
         form.addRow(self.relabel_check)
-        self.both_check = QCheckBox("label each gap between seeds from both seeds (slower)")
-        self.both_check.setToolTip("Local backend: where the labeling from the earlier seed and "
-                                   "the one from the later seed disagree on a keypoint, keep the "
-                                   "track that fits better (fewer swaps with two mice, about "
-                                   "1.8x the time)")
+        self.both_check = QCheckBox("label every frame in both directions (slower)")
+        self.both_check.setToolTip("Local backend: label each stretch between seeds, and before "
+                                   "the first and after the last, forward and backward; where "
+                                   "the two disagree on a keypoint, keep the track that fits "
+                                   "better (fewer swaps with two mice, about 2.2x the time)")
         form.addRow(self.both_check)
         self.run_btn = button("Run", self.start_run)
         self.cancel_btn = button("Cancel", self.cancel_run)
@@ -204,8 +204,8 @@ class RunTab:
             f"{report.frames_skipped} skipped (seeds or done before), {report.n_revisited} "
             f"doubtful frames labeled again from both sides and {report.n_final_pass} a last "
             f"time, "
-            + (f"{report.n_other_direction} keypoints taken from the labeling from the farther "
-               "seed, " if report.n_other_direction else "")
+            + (f"{report.n_other_direction} keypoints taken from the labeling in the other "
+               "direction, " if report.n_other_direction else "")
             + f"{report.n_flagged} labels "
             f"flagged for review, {report.vlm_calls} VLM calls. Human and seed labels were kept."
             + (" Every frame in the range was done already: tick 'relabel' to run it again "

@@ -72,9 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="label the frames again even where a run finished them (after corrections "
                         "in napari; seed and human labels are kept)")
     p.add_argument("--both-directions", action="store_true",
-                   help="local backend: label each gap between seed frames that --frames "
-                        "covers from both of its seeds and keep, per keypoint, the track that fits better "
-                        "(fewer swaps with two mice, about 1.8x the time)")
+                   help="local backend: label each stretch between seed frames (and before the "
+                        "first, after the last) that --frames covers forward and backward and "
+                        "keep, per keypoint, the track that fits better (fewer swaps with two "
+                        "mice, about 2.2x the time)")
     p.add_argument("--save-every", type=int, default=50, help="save the project every N frames (default 50)")
     p.add_argument("--out", type=Path, required=True, help="project file (.bvlm) to write or resume")
     add_vlm_arguments(p)
@@ -126,7 +127,7 @@ def _label(args: argparse.Namespace) -> int:
     frames = parse_frames(args.frames, project.poses.n_frames)
     if args.both_directions and (args.backend != "local" or args.relabel):
         print("note: --both-directions applies to the local backend without --relabel; this "
-              "run labels each frame from its nearer seed")
+              "run labels each frame in one direction, from its nearer seed")
     config = LabelingConfig(backend=args.backend, vlm=vlm, both_directions=args.both_directions)
     reasoner = make_reasoner(config)  # a missing API key is reported before any work
     if vlm is not None:
@@ -157,8 +158,8 @@ def _label(args: argparse.Namespace) -> int:
           f"in {info['seconds']:.1f} s; {info['n_revisited']} doubtful frames labeled again from "
           f"both sides ({info['n_revisit_kept']} kept) and {info['n_final_pass']} a last time "
           f"({info['n_final_kept']} kept); "
-          + (f"{info['n_other_direction']} keypoints taken from the labeling from the farther "
-             "seed; " if args.both_directions else "")
+          + (f"{info['n_other_direction']} keypoints taken from the labeling in the other "
+             "direction; " if args.both_directions else "")
           + f"{info['n_flagged']} labels flagged for "
           f"review; model calls: {info['vlm_calls']}; saved {args.out}")
     flagged = flagged_mask(project.poses)

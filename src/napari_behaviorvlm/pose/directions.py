@@ -1,10 +1,13 @@
-"""Both directions through a gap between two seed frames (pure arrays, no I/O).
+"""Both directions through a stretch of frames: the choice per keypoint (pure arrays, no I/O).
 
-A labeling run labels each frame from its nearer seed: forward from the earlier seed up to the
-gap's midpoint, backward from the later one after it. With ``both_directions``
-(:class:`~napari_behaviorvlm.pose.pipeline.LabelingConfig`) the whole gap is labeled from both
-of its seeds, and where the two labelings disagree on a keypoint, the track that fits better
-is kept. A wrong track mostly starts where a paw takes another keypoint's dot and ends where it
+A labeling run labels each frame in one direction, from its nearer seed: forward from the
+earlier seed up to a gap's midpoint, backward from the later one after it, backward from the
+first seed down to frame 0 and forward from the last seed to the session's end. With
+``both_directions`` (:class:`~napari_behaviorvlm.pose.pipeline.LabelingConfig`) each such
+stretch is labeled in the other direction too (a gap from both of its seeds; the frames
+before the first seed forward from frame 0, those after the last backward from the last
+frame), and where the two labelings disagree on a keypoint, the track that fits better is
+kept. A wrong track mostly starts where a paw takes another keypoint's dot and ends where it
 comes back; labeled from the other side, the same stretch is mostly right (on the five 2-mouse
 benchmark sessions, of the 16-78 keypoints a forward labeling of the whole gaps swapped, only
 7-18 were swapped the same way by the backward one, docs/pose-pipeline.md).
@@ -12,7 +15,7 @@ benchmark sessions, of the 16-78 keypoints a forward labeling of the whole gaps 
 For each keypoint, a *disagreement run* is a stretch of consecutive gap frames where the two
 labelings place it more than ``DISAGREE_MM`` apart (or one of them leaves it without a 3D
 point). Each run is decided as a whole; outside the runs the two agree and the frame keeps its
-nearer-seed labels. A track's cost over a run is
+default labels. A track's cost over a run is
 
     doubted share + PLACE_WEIGHT * place residual + jump / JUMP_SCALE_MM
 
@@ -26,7 +29,7 @@ nearer-seed labels. A track's cost over a run is
   just outside the run, extrapolated at constant velocity from the 2 agreed frames there (or
   the 1 agreed frame), averaged over the ends: a track that left its dot jumps at both ends.
 
-The cheaper track wins; an exact tie keeps the nearer seed's. Weights: tuned on the five
+The cheaper track wins; an exact tie keeps the default labels. Weights: tuned on the five
 2-mouse sessions' logged labelings; the outcome moved by at most 0.02 points of swap rate over
 ``PLACE_WEIGHT`` 0.25-1 and ``JUMP_SCALE_MM`` 10-40 mm (docs/pose-pipeline.md).
 """
@@ -77,14 +80,14 @@ def choose_backward(forward3d: np.ndarray, backward3d: np.ndarray, forward_doubt
     """Which keypoints take the backward labeling (see the module docstring).
 
     Args:
-        forward3d, backward3d: ``(F, M, K, 3)`` mm over the gap, labeled forward from the
-            earlier seed and backward from the later one (NaN = no 3D point). Frames outside
-            the gap (the seeds) may be included: the two agree there.
+        forward3d, backward3d: ``(F, M, K, 3)`` mm over a stretch, labeled forward from its
+            first frame and backward from its last (NaN = no 3D point). The two end frames
+            (seeds, or the session's first or last frame) may be included: the two agree there.
         forward_doubt, backward_doubt: ``(F, M, K)`` bool, the keypoint carries a steering flag
             in some view or has no 3D point.
         body: Shape priors from the seeds.
-        nearer_backward: ``(F,)`` bool, the frame's nearer seed is the later one (ties and
-            agreement keep the nearer seed's labels).
+        nearer_backward: ``(F,)`` bool, the default run labeled the frame backward (ties and
+            agreement keep the default labels).
 
     Returns:
         ``(F, M, K)`` bool: take the backward labeling's keypoint.

@@ -123,12 +123,14 @@ class LabelingConfig:
             many frames on both sides, now that both sides hold their revisited labels (the
             revisit saw only the first labeling of the frames after it); kept only where it
             leaves fewer keypoints in doubt (:func:`_keep_revisit`). 0 = off.
-        both_directions: Local backend, full pipeline, not a relabel: every gap between two
-            seed frames that the run's frames cover is labeled from both of its seeds
-            (forward from the earlier, backward from the later; by default each frame from its
-            nearer seed only), and where the two labelings disagree on a keypoint the
-            better-fitting track is kept (:mod:`.directions`). Fewer swaps and a lower error,
-            at about 0.56x the frames/s on the benchmark sessions (docs/pose-pipeline.md).
+        both_directions: Local backend, full pipeline, not a relabel: every stretch that the
+            run's frames cover whole is labeled in both directions (by default each frame in
+            one, from its nearer seed): each gap between two seed frames from both of its
+            seeds, the frames before the first seed forward from frame 0 too and those after
+            the last backward from the last frame too. Where the two labelings disagree on a
+            keypoint the better-fitting track is kept (:mod:`.directions`). Fewer swaps and a
+            lower error, at about 0.45x the frames/s on the benchmark sessions
+            (docs/pose-pipeline.md).
         cache_dir: On-disk answer cache of the VLM client (None: the client's default).
     """
 
@@ -189,7 +191,7 @@ class LabelingReport:
         n_final_pass: Frames labeled a last time from both sides (``final_pass_reach``);
             ``n_final_kept`` of them kept that labeling.
         n_other_direction: Keypoints (frame x individual x keypoint) that took the labels of
-            the run from the farther seed (``both_directions``).
+            the labeling in the other direction (``both_directions``).
     """
 
     frames_done: list[int] = attrs.field(factory=list)
@@ -1264,7 +1266,7 @@ def _gap_entry(item: Any) -> tuple[int, int]:
 def _merged_gaps(project: Project) -> set[tuple[int, int]]:
     """The gaps a ``both_directions`` run has merged; a malformed entry is labeled again."""
     return set(_saved_entries(project, "both_directions", _gap_entry,
-                              "nearer-seed labels until a rerun merges it"))
+                              "labels of one direction until a rerun merges it"))
 
 
 def _label_both_directions(project: Project, gaps: Sequence[tuple[int, int, int]],
@@ -1305,8 +1307,8 @@ def _label_both_directions(project: Project, gaps: Sequence[tuple[int, int, int]
             nearer = _table_result(poses, f)
             farther = _table_result(backward if f <= mid else forward, f)
             merged = _pick(nearer, farther, switch)
-            # a keypoint taken from the farther labeling onto a dot the nearer one gives
-            # another keypoint stays with the nearer labeling
+            # a keypoint taken from the other direction onto a dot the default labels give
+            # another keypoint keeps its default labels (the first of each pair that switched)
             while switch.any() and (sharers := _dot_sharers(merged.points2d)):
                 first, second = sharers[0]
                 switch[first if switch[first] else second] = False
