@@ -1304,15 +1304,15 @@ def _label_both_directions(project: Project, gaps: Sequence[tuple[int, int, int]
             switch = (take_backward[i] != nearer_backward[i]) & ~poses.human_mask(f).any(axis=0)
             if not switch.any():
                 continue
-            nearer = _table_result(poses, f)
-            farther = _table_result(backward if f <= mid else forward, f)
-            merged = _pick(nearer, farther, switch)
+            default = _table_result(poses, f)
+            other = _table_result(backward if f <= mid else forward, f)
+            merged = _pick(default, other, switch)
             # a keypoint taken from the other direction onto a dot the default labels give
             # another keypoint keeps its default labels (the first of each pair that switched)
             while switch.any() and (sharers := _dot_sharers(merged.points2d)):
                 first, second = sharers[0]
                 switch[first if switch[first] else second] = False
-                merged = _pick(nearer, farther, switch)
+                merged = _pick(default, other, switch)
             if not switch.any() or _shares_a_dot(merged.points2d):
                 continue
             _write_frame(project, f, merged)
@@ -1360,12 +1360,12 @@ def _label_scratch(project: Project, runs: list[tuple[int, list[int]]], runner: 
     return poses
 
 
-def _gap_track(table: PoseTable, farther: PoseTable, span: np.ndarray, from_farther: np.ndarray
+def _gap_track(table: PoseTable, other: PoseTable, span: np.ndarray, from_other: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
-    """One direction's labeling of the frames ``span``: from ``farther`` where
-    ``from_farther``, else from ``table``. Returns the 3D points ``(F, M, K, 3)`` and
-    :func:`_doubted_in_table` ``(F, M, K)``."""
-    tables = [farther if use else table for use in from_farther]
+    """One direction's labeling of the frames ``span``: from ``other`` (a scratch labeling in
+    the other direction) where ``from_other``, else from ``table``. Returns the 3D points
+    ``(F, M, K, 3)`` and :func:`_doubted_in_table` ``(F, M, K)``."""
+    tables = [other if use else table for use in from_other]
     points = np.stack([t.points3d[f] for t, f in zip(tables, span.tolist())])
     doubt = np.stack([_doubted_in_table(t, f) for t, f in zip(tables, span.tolist())])
     return points, doubt
