@@ -15,11 +15,12 @@ structured output). It records the requests it received and the most requests it
 
 from __future__ import annotations
 
+import hashlib
 import json
-import random
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -95,7 +96,9 @@ class TestDoubleChatServer:
         reject_params: Answer 400, with OpenAI's wording, to requests holding these parameters:
             ``"max_tokens"`` (use ``max_completion_tokens``) and/or ``"temperature"`` (only the
             default is supported), as newer OpenAI models do.
-        seed: Seed of the random failure and malformed-answer draws.
+        seed: Seed of the random failure and malformed-answer draws. Each draw is fixed by the
+            seed, the request's content and how many times the same content came before, not
+            by the arrival order: concurrent clients meet the same faults on every run.
 
     Attributes:
         requests: Bodies of the chat requests received (in arrival order), failures included.
@@ -131,7 +134,8 @@ class TestDoubleChatServer:
         self.headers: list[dict[str, str]] = []
         self.max_in_flight = 0
         self.responder_errors: list[BaseException] = []
-        self._rng = random.Random(seed)
+        self.seed = seed
+        self._draws: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._in_flight = 0
         self._answered = 0
@@ -193,12 +197,22 @@ class TestDoubleChatServer:
             with self._lock:
                 self._in_flight -= 1
 
+    def _draw(self, kind: str, body: dict[str, Any]) -> float:
+        """A uniform draw in [0, 1) for the fault ``kind`` of the request ``body``, fixed by the
+        seed, the body and how many times this body was drawn for ``kind`` before (called with
+        the lock held)."""
+        content = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        nth = self._draws[(kind, content)]
+        self._draws[(kind, content)] += 1
+        digest = hashlib.sha256(f"{self.seed}:{kind}:{content}:{nth}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
     def _answer(self, body: dict[str, Any], index: int) -> tuple[int, dict, dict]:
         if self.refuse_status is not None:
             return self.refuse_status, {}, _error(self.refuse_status, "refused by the test double")
         with self._lock:
             fail = index < self.fail_first or (
-                self.fail_rate > 0 and self._rng.random() < self.fail_rate)
+                self.fail_rate > 0 and self._draw("fail", body) < self.fail_rate)
         if fail:
             extra = {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
             return self.fail_status, extra, _error(self.fail_status, "injected failure")
@@ -224,7 +238,7 @@ class TestDoubleChatServer:
             answered = self._answered
             self._answered += 1
             malformed = answered < self.malformed_first or (
-                self.malformed_rate > 0 and self._rng.random() < self.malformed_rate)
+                self.malformed_rate > 0 and self._draw("malformed", body) < self.malformed_rate)
         finish_reason = "stop"
         if answered < self.truncated_first:
             content, finish_reason = content[: max(1, len(content) // 2)], "length"
