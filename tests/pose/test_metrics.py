@@ -24,8 +24,11 @@ def test_swap_rate_per_individual_counts_each_mouse_over_its_own_keypoints():
     poses.points3d[1, 0, 2] = truth[1, 1, 2]  # mouse0 keypoint 2 on mouse1's
     poses.points3d[2, 1, 3] = truth[2, 0, 3]  # mouse1 keypoint 3 on mouse0's
     poses.points3d[3, 1, :] = np.nan  # mouse1 missing in the last frame
+    poses.flags[1, 1, 0, 2] = 1  # one of the swaps flagged (in one view)
+    poses.flags[0, 0, 1, 5] = 1  # and a keypoint that is not swapped
     m = evaluate_poses(poses, skeleton, truth, np.zeros((2, n_frames, 2, n_kp, 2)), visible)
     assert m["n_swapped"] == 3 and m["n_located"] == 4 * n_kp + 3 * n_kp
+    assert m["n_swapped_flagged"] == 1 and m["swap_flag_share"] == pytest.approx(1 / 3)
     assert m["identity_swap_rate"] == pytest.approx(3 / (7 * n_kp))
     assert m["per_individual_swap_rate"] == pytest.approx(
         {"mouse0": 2 / (4 * n_kp), "mouse1": 1 / (3 * n_kp)})

@@ -16,6 +16,8 @@ Definitions (``C`` cameras, ``F`` frames, ``M`` individuals, ``K`` keypoints):
   a paw at the face, the other mouse's tail) than to its own.
   ``per_individual_swap_rate`` (two or more individuals): the same per individual, over its
   own evaluated keypoints (the issue's targets hold per mouse).
+- ``swap_flag_share``: share of those swapped keypoints that carry a flag in at least one view
+  (how many of the swaps a reviewer is shown; None without swaps).
 - ``individual_exchange_frames``: frames where an individual's labeled body centre (the mean
   of its labeled keypoints) lies closer to another individual's true centre than to its own,
   both true centres taken over the same keypoints.
@@ -23,7 +25,7 @@ Definitions (``C`` cameras, ``F`` frames, ``M`` individuals, ``K`` keypoints):
   flag in at least one view; ``flag_precision``: share of flagged evaluated keypoints whose error
   is > 5 mm (or missing).
 - Counts behind the ratios, to pool sessions: ``n_bad``, ``n_flagged``, ``n_flagged_bad``,
-  ``n_located`` (evaluated with a 3D point), ``n_swapped``, ``n_evaluated``,
+  ``n_located`` (evaluated with a 3D point), ``n_swapped``, ``n_swapped_flagged``, ``n_evaluated``,
   ``sum_3d_error_mm``.
 """
 
@@ -131,5 +133,8 @@ def evaluate_poses(poses: PoseTable, skeleton: Skeleton, true3d: np.ndarray, tru
     out["n_flagged_bad"] = int((bad & flagged).sum())
     out["n_located"] = int(ok.sum())
     out["n_swapped"] = int((swapped & ok).sum())
+    out["n_swapped_flagged"] = int((swapped & ok & flagged).sum())
+    out["swap_flag_share"] = (out["n_swapped_flagged"] / out["n_swapped"]
+                              if out["n_swapped"] else None)
     out["sum_3d_error_mm"] = float(np.nansum(ev_err))
     return out
