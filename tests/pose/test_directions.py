@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from napari_behaviorvlm.pose.directions import choose_backward, disagreement_runs
-from napari_behaviorvlm.pose.pipeline import SETTINGS_KEY, LabelingConfig, run_labeling
-from napari_behaviorvlm.pose.refine import BodyModel
+from napari_behaviorvlm.pose.pipeline import (SETTINGS_KEY, LabelingConfig,
+                                              _pick_without_new_sharers, run_labeling)
+from napari_behaviorvlm.pose.refine import BodyModel, FrameResult
 from tests.pose.pose_fixtures import new_project, small_sim
 
 
@@ -115,3 +116,27 @@ def test_a_both_directions_run_merges_each_gap_once_and_resumes_after_a_stop():
     assert resumed.n_other_direction == report.n_other_direction
     assert part.poses.equals(both.poses)
     assert part.settings[SETTINGS_KEY]["both_directions"] == gaps
+
+
+def _frame_result(points2d):
+    """A stage-4 result whose 2D labels are ``points2d`` ``(C, M, K, 2)``."""
+    shape = points2d.shape[:3]
+    return FrameResult(points2d, np.ones(shape), np.zeros(shape), np.zeros(shape, np.uint16),
+                       np.zeros(shape[1:] + (3,)), np.full(shape[1:], shape[0]))
+
+
+def test_a_keypoint_taken_from_the_other_direction_onto_a_named_dot_keeps_its_default():
+    default = np.arange(2 * 2 * 3 * 2, dtype=float).reshape(2, 2, 3, 2)  # all apart
+    default[1, 1, 0] = default[1, 1, 1]  # two default labels at one position (two humans)
+    other = default + 100.0
+    other[0, 0, 2] = default[0, 1, 2]  # mouse 0 keypoint 2 onto mouse 1 keypoint 2's dot
+    take = np.zeros((2, 3), bool)
+    take[0, 1] = take[0, 2] = True
+    merged, taken = _pick_without_new_sharers(_frame_result(default), _frame_result(other), take)
+    # the taken keypoint on a named dot went back, the other stayed taken; the two default
+    # labels together stay (and do not stop the merge)
+    assert taken.tolist() == [[False, True, False], [False, False, False]]
+    assert np.array_equal(merged.points2d[:, 0, 1], other[:, 0, 1])
+    assert np.array_equal(merged.points2d[:, 0, 2], default[:, 0, 2])
+    assert np.array_equal(merged.points2d[1, 1, 0], merged.points2d[1, 1, 1])
+    assert take[0, 2]  # the caller's mask is not changed

@@ -938,6 +938,24 @@ def _dot_sharers(points2d: np.ndarray) -> list[tuple[tuple[int, int], tuple[int,
     return sorted({(divmod(int(i), n_kp), divmod(int(j), n_kp)) for i, j in zip(a, b)})
 
 
+def _pick_without_new_sharers(default: FrameResult, other: FrameResult, take: np.ndarray
+                              ) -> tuple[FrameResult, np.ndarray]:
+    """``default`` with the keypoints ``take`` ``(M, K)`` from ``other`` (:func:`_pick`), less
+    those that would name a dot another keypoint names in some view: of each such pair, the
+    first keypoint taken goes back to its default labels, until no taken keypoint shares a
+    dot. Two default labels on one position (two human labels placed together) are left as
+    they are. Returns the merged result and the keypoints taken."""
+    take = take.copy()
+    merged = _pick(default, other, take)
+    while True:
+        new = [pair for pair in _dot_sharers(merged.points2d) if take[pair[0]] or take[pair[1]]]
+        if not new:
+            return merged, take
+        first, second = new[0]
+        take[first if take[first] else second] = False
+        merged = _pick(default, other, take)
+
+
 def _revisits(config: LabelingConfig, reasoner: Reasoner) -> bool:
     """The two-sided revisit runs for the local reasoner's full pipeline only (a model is
     not asked twice about a frame)."""
@@ -1304,16 +1322,9 @@ def _label_both_directions(project: Project, gaps: Sequence[tuple[int, int, int]
             switch = (take_backward[i] != nearer_backward[i]) & ~poses.human_mask(f).any(axis=0)
             if not switch.any():
                 continue
-            default = _table_result(poses, f)
             other = _table_result(backward if f <= mid else forward, f)
-            merged = _pick(default, other, switch)
-            # a keypoint taken from the other direction onto a dot the default labels give
-            # another keypoint keeps its default labels (the first of each pair that switched)
-            while switch.any() and (sharers := _dot_sharers(merged.points2d)):
-                first, second = sharers[0]
-                switch[first if switch[first] else second] = False
-                merged = _pick(default, other, switch)
-            if not switch.any() or _shares_a_dot(merged.points2d):
+            merged, switch = _pick_without_new_sharers(_table_result(poses, f), other, switch)
+            if not switch.any():
                 continue
             _write_frame(project, f, merged)
             report.n_other_direction += int(switch.sum())
