@@ -160,96 +160,131 @@ def test_videos_read_in_parallel_give_the_same_labels_as_one_reader():
     np.testing.assert_array_equal(a.poses.flags, b.poses.flags)
 
 
-def test_a_revisit_is_kept_only_when_it_leaves_no_more_located_keypoints_in_doubt():
+def _frame_result(x3: np.ndarray, flagged: list[tuple[int, int]], n_cam: int = 2):
+    """A stage-4 result with 3D points ``x3`` ``(M, K, 3)``, labels at ``10 x`` their x, y in
+    every view, and an AMBIGUOUS flag in view 0 on the keypoints ``flagged``."""
     from napari_behaviorvlm.core.pose import Flag
-    from napari_behaviorvlm.pose.pipeline import _n_doubtful
     from napari_behaviorvlm.pose.refine import FrameResult
 
-    flags = np.zeros((3, 1, 4), np.uint16)
-    x3 = np.zeros((1, 4, 3))
-    flags[0, 0, 1] = Flag.AMBIGUOUS
-    flags[2, 0, 1] = Flag.SWAP  # one keypoint, flagged in two views: counted once
-    flags[:, 0, 3] = Flag.FEW_VIEWS
-    x3[0, 3] = np.nan  # a missing keypoint's flag is not a doubt about a located point
-    nothing = np.full((3, 1, 4), np.nan)
-    res = FrameResult(np.full((3, 1, 4, 2), np.nan), nothing, nothing, flags, x3,
-                      np.full((1, 4), 3))
-    assert _n_doubtful(res).tolist() == [1]
-    # a doubt the user is not shown (a paw at its partner's place, on its own side) counts
-    res.unshown_doubt = np.array([[False, False, True, False]])
-    assert _n_doubtful(res).tolist() == [2]
+    n_ind, n_kp = x3.shape[:2]
+    flags = np.zeros((n_cam, n_ind, n_kp), np.uint16)
+    for m, k in flagged:
+        flags[0, m, k] = Flag.AMBIGUOUS
+    xy = np.repeat(x3[None, ..., :2] * 10.0, n_cam, axis=0)
+    return FrameResult(xy, np.ones((n_cam, n_ind, n_kp)), np.zeros((n_cam, n_ind, n_kp)), flags,
+                       x3, np.full((n_ind, n_kp), n_cam))
+
+
+def test_what_a_keypoints_labels_cost_in_a_revisit():
+    from napari_behaviorvlm.core.pose import Flag
+    from napari_behaviorvlm.pose.pipeline import REVISIT_CLAIMED_COST, REVISIT_MISSING_COST, _revisit_costs
+
+    x3 = np.arange(1 * 5 * 3, dtype=float).reshape(1, 5, 3) * 10.0
+    res = _frame_result(x3, [(0, 1)], n_cam=3)
+    res.flags[2, 0, 1] = Flag.SWAP  # flagged in two views: one doubt
+    res.points3d[0, 3] = np.nan  # no 3D point
+    res.unshown_doubt = np.array([[False, False, True, False, False]])  # a doubt not shown
+    other = _frame_result(x3.copy(), [])
+    other.points3d[0, 0] = x3[0, 4] + 0.5  # the other labeling names keypoint 4's dot as 0
+    agree = np.ones((1, 5), bool)
+    cost = _revisit_costs(res, other, agree, None)
+    np.testing.assert_allclose(cost[0], [0.0, 1.0, 1.0, REVISIT_MISSING_COST, REVISIT_CLAIMED_COST])
+    assert 0 < REVISIT_MISSING_COST < 1.0  # no point beats a doubted one, loses to a trusted one
     sim, seeds, source = small_sim(4, 60, 1, 1)
     report = run_labeling(new_project(sim, seeds), frame_source=source)
     assert 0 < report.n_revisit_kept < report.n_revisited
 
 
-def test_each_mouse_keeps_its_revisit_unless_it_adds_doubt_or_two_names_for_one_dot():
-    from napari_behaviorvlm.core.pose import Flag
+def test_a_revisit_is_kept_keypoint_by_keypoint_where_it_costs_no_more():
     from napari_behaviorvlm.pose.pipeline import _keep_revisit
-    from napari_behaviorvlm.pose.refine import FrameResult
 
-    def result(xy: np.ndarray, flagged: list[tuple[int, int]]) -> FrameResult:
-        n_cam, n_ind, n_kp = xy.shape[:3]
-        flags = np.zeros((n_cam, n_ind, n_kp), np.uint16)
-        for m, k in flagged:
-            flags[0, m, k] = Flag.AMBIGUOUS
-        return FrameResult(xy, np.ones((n_cam, n_ind, n_kp)), np.zeros((n_cam, n_ind, n_kp)),
-                           flags, np.zeros((n_ind, n_kp, 3)), np.full((n_ind, n_kp), 2))
-
-    rng = np.random.default_rng(0)
-    first_xy = rng.uniform(0, 500, (2, 2, 3, 2))
-    second_xy = first_xy + 7.0
-    # mouse 0: the revisit clears a doubt; mouse 1: it adds one
-    first = result(first_xy, [(0, 0)])
-    second = result(second_xy, [(1, 2)])
-    kept = _keep_revisit(first, second)
-    np.testing.assert_array_equal(kept.points2d[:, 0], second_xy[:, 0])
-    np.testing.assert_array_equal(kept.points2d[:, 1], first_xy[:, 1])
+    x3 = np.arange(2 * 3 * 3, dtype=float).reshape(2, 3, 3) * 10.0
+    moved = x3 + 7.0
+    # mouse 0 keypoint 0: the revisit clears a doubt; mouse 1 keypoint 2: it adds one
+    first = _frame_result(x3, [(0, 0)])
+    kept = _keep_revisit(first, _frame_result(moved, [(1, 2)]), None)
+    want = moved.copy()
+    want[1, 2] = x3[1, 2]
+    np.testing.assert_array_equal(kept.points3d, want)
+    np.testing.assert_array_equal(kept.points2d[:, 1, 2], first.points2d[:, 1, 2])
     assert not kept.flags.any()
-    # both mice better (or equal): the whole revisit
-    assert _keep_revisit(first, result(second_xy, [])) is not None
-    one = _keep_revisit(result(first_xy, []), result(second_xy, [(0, 1)]))
-    np.testing.assert_array_equal(one.points2d[:, 0], first_xy[:, 0])  # mouse 0 keeps its first
-    np.testing.assert_array_equal(one.points2d[:, 1], second_xy[:, 1])
-    assert _keep_revisit(result(first_xy[:, :1], []), result(second_xy[:, :1], [(0, 1)])) is None
-    # combining would name one dot twice: the frame goes by the count over both mice
-    clash = second_xy.copy()
-    clash[1, 0, 2] = first_xy[1, 1, 0]
-    combined = _keep_revisit(first, result(clash, [(1, 2)]))
-    assert combined is not None and np.array_equal(combined.points2d, clash)  # 1 <= 1 doubt
-    assert _keep_revisit(first, result(clash, [(1, 2), (1, 1)])) is None  # 2 > 1
-
-
-def test_the_final_pass_is_kept_only_where_it_leaves_fewer_doubts():
-    from napari_behaviorvlm.core.pose import Flag
-    from napari_behaviorvlm.pose.pipeline import _keep_revisit
-    from napari_behaviorvlm.pose.refine import FrameResult
-
-    def result(x3: np.ndarray, flagged: list[tuple[int, int]]) -> FrameResult:
-        n_ind, n_kp = x3.shape[:2]
-        flags = np.zeros((2, n_ind, n_kp), np.uint16)
-        for m, k in flagged:
-            flags[0, m, k] = Flag.AMBIGUOUS
-        xy = np.repeat(x3[None, ..., :2] * 10.0, 2, axis=0)
-        return FrameResult(xy, np.ones((2, n_ind, n_kp)), np.zeros((2, n_ind, n_kp)), flags,
-                           x3, np.full((n_ind, n_kp), 2))
-
-    x3 = np.arange(2 * 3 * 3, dtype=float).reshape(2, 3, 3)
-    moved = x3 + 5.0
-    first = result(x3, [(0, 0), (1, 0)])
-    # a doubt moved from one keypoint to another: a revisit takes it, the final pass does not
-    swapped = result(moved, [(0, 1), (1, 1)])
-    assert _keep_revisit(first, swapped) is not None
-    assert _keep_revisit(first, swapped, final_pass=True) is None
-    # mouse 0 loses its doubt, mouse 1 keeps one: only mouse 0 takes the final pass
-    kept = _keep_revisit(first, result(moved, [(1, 1)]), final_pass=True)
-    np.testing.assert_array_equal(kept.points3d[0], moved[0])
-    np.testing.assert_array_equal(kept.points3d[1], x3[1])
-    # clearing a doubt by dropping a trusted keypoint is no gain
+    # a trusted keypoint does not give way to no point at all
     dropped = moved.copy()
-    dropped[:, 2] = np.nan
-    assert _keep_revisit(first, result(dropped, []), final_pass=True) is None
-    assert _keep_revisit(first, result(dropped, [])) is not None  # the revisit would take it
+    dropped[0, 1] = np.nan
+    kept = _keep_revisit(first, _frame_result(dropped, []), None)
+    np.testing.assert_array_equal(kept.points3d[0, 1], x3[0, 1])
+    # a doubt the revisit adds stays out; its equally trusted keypoints come in (a tie)
+    kept = _keep_revisit(_frame_result(x3, []), _frame_result(moved, [(0, 0)]), None)
+    want = moved.copy()
+    want[0, 0] = x3[0, 0]
+    np.testing.assert_array_equal(kept.points3d, want)
+    # the same labels and flags: nothing to keep
+    assert _keep_revisit(first, _frame_result(x3, [(0, 0)]), None) is None
+
+
+def test_a_revisit_that_moves_a_doubted_keypoint_onto_anothers_dot_is_not_kept():
+    from napari_behaviorvlm.pose.pipeline import _keep_revisit
+
+    # first: the tail base (0) in doubt on its own dot, the paw (1) trusted; the revisit puts
+    # the tail base on the paw's dot and loses the paw (frame 183 of the 2-mouse session)
+    x3 = np.array([[[0.0, 0.0, 0.0], [20.0, 0.0, 0.0], [0.0, 40.0, 0.0]]])
+    first = _frame_result(x3, [(0, 0)])
+    revisit = x3.copy()
+    revisit[0, 0] = x3[0, 1] + 0.3
+    revisit[0, 1] = np.nan
+    assert _keep_revisit(first, _frame_result(revisit, [(0, 0)]), None) is None
+
+
+def test_a_revisit_keypoint_that_would_name_a_named_dot_keeps_its_first_labels():
+    from napari_behaviorvlm.pose.pipeline import _keep_revisit
+
+    x3 = np.arange(1 * 3 * 3, dtype=float).reshape(1, 3, 3) * 10.0
+    first = _frame_result(x3, [(0, 0)])
+    clash = x3 + 7.0
+    clash[0, 0] = x3[0, 2]  # in 3D too far for the claim cost, but the same position in 2D
+    clash[0, 0, 2] += 5.0
+    second = _frame_result(clash, [(0, 2)])  # keypoint 2 keeps its first labels
+    kept = _keep_revisit(first, second, None)
+    np.testing.assert_array_equal(kept.points2d[:, 0, 0], first.points2d[:, 0, 0])
+    np.testing.assert_array_equal(kept.points2d[:, 0, 1], second.points2d[:, 0, 1])
+    np.testing.assert_array_equal(kept.points2d[:, 0, 2], first.points2d[:, 0, 2])
+
+
+def test_the_final_pass_is_kept_only_where_it_costs_less():
+    from napari_behaviorvlm.pose.pipeline import _keep_revisit
+
+    x3 = np.arange(2 * 3 * 3, dtype=float).reshape(2, 3, 3) * 10.0
+    moved = x3 + 5.0
+    first = _frame_result(x3, [(0, 0), (1, 0)])
+    # the same doubts elsewhere: a revisit takes the tie, the final pass does not
+    equal = _frame_result(moved, [(0, 0), (1, 0)])
+    assert _keep_revisit(first, equal, None) is not None
+    assert _keep_revisit(first, equal, None, final_pass=True) is None
+    # mouse 0 loses its doubt: only that keypoint takes the final pass
+    kept = _keep_revisit(first, _frame_result(moved, [(1, 0)]), None, final_pass=True)
+    want = x3.copy()
+    want[0, 0] = moved[0, 0]
+    np.testing.assert_array_equal(kept.points3d, want)
+
+
+def test_a_revisit_keypoint_off_its_place_on_the_body_costs_more():
+    from napari_behaviorvlm.pose.pipeline import REVISIT_PLACE_WEIGHT, _revisit_costs
+
+    sim, seeds, _ = small_sim()
+    body = BodyModel.from_seeds(sim.skeleton, [sim.points3d[s] for s in seeds])
+    pose = sim.points3d[seeds[0]].astype(float)
+    tail = sim.skeleton.index("tail_base")
+    paw = sim.skeleton.index("paw_hind_left")
+    own = _frame_result(pose, [])
+    wrong = pose.copy()
+    wrong[0, tail] = pose[0, tail] + np.array([0.0, 0.0, 25.0])  # 25 mm off the body
+    away = _frame_result(wrong, [])
+    agree = np.ones(pose.shape[:2], bool)
+    agree[0, tail] = False
+    at_own = _revisit_costs(own, away, agree, body)[0, tail]
+    off = _revisit_costs(away, own, agree, body)[0, tail]
+    assert off - at_own > 2 * REVISIT_PLACE_WEIGHT
+    assert _revisit_costs(own, away, agree, body)[0, paw] == 0.0  # agreed: no place term
 
 
 def _labeled_with_and_without(seed: int, final_pass_reach: int = 4, **refine):
@@ -269,12 +304,16 @@ def _labeled_with_and_without(seed: int, final_pass_reach: int = 4, **refine):
 
 def test_hiding_partner_place_doubts_changes_only_the_flags_shown():
     # a right paw clearly on its own side at the left paw's place is doubted by the tracker
-    # (re-anchoring, revisit, keep check) but not flagged: the labels are those of flagging it
+    # (re-anchoring, revisit, keep check) but not flagged: the labels are those of flagging it,
+    # but for a few: a revisit merged keypoint by keypoint keeps each keypoint's flags from its
+    # own labeling, while a doubt not shown is worked out again on the merged pose
     _, hidden, shown = _labeled_with_and_without(2, own_side_mm=np.inf)
-    np.testing.assert_array_equal(hidden.points2d, shown.points2d)
-    np.testing.assert_array_equal(hidden.points3d, shown.points3d)
-    assert (hidden.flags != shown.flags).any()
-    assert not (hidden.flags & ~shown.flags).any()  # bits hidden, none added
+    same = np.isclose(hidden.points2d, shown.points2d, equal_nan=True).all(axis=-1)
+    labeled = np.isfinite(shown.points2d[..., 0])
+    assert (~same & labeled).sum() < 0.01 * labeled.sum()
+    frames = same.all(axis=(0, 2, 3))  # the frames labeled alike (flags depend on the whole frame)
+    assert (hidden.flags != shown.flags)[:, frames].any()
+    assert not (hidden.flags & ~shown.flags)[:, frames].any()  # bits hidden, none added
 
 
 def test_an_ear_off_its_rigid_pair_is_flagged_for_review_without_steering_the_run():

@@ -40,7 +40,7 @@ import numpy as np
 
 from napari_behaviorvlm.pose.refine import BodyModel
 
-__all__ = ["DISAGREE_MM", "choose_backward", "disagreement_runs"]
+__all__ = ["DISAGREE_MM", "choose_backward", "disagreement_runs", "own_place_residual"]
 
 DISAGREE_MM = 2.0
 PLACE_WEIGHT = 0.5
@@ -111,12 +111,8 @@ def _track_cost(track3d: np.ndarray, doubt: np.ndarray, agreed3d: np.ndarray, ag
     ``agreed3d`` holds the labels where ``agree`` says both labelings agree."""
     run = slice(first, last + 1)
     doubted = float(doubt[run, m, k].mean())
-    places = []
-    for f in range(first, last + 1):
-        x = np.where(agree[f][..., None], agreed3d[f], np.nan)
-        x[m, k] = track3d[f, m, k]
-        if np.isfinite(x[m, k]).all():
-            places.append(body.place_residuals(x)[m, k, k])
+    places = [own_place_residual(body, track3d[f, m, k], agreed3d[f], agree[f], m, k)
+              for f in range(first, last + 1)]
     places = [p for p in places if np.isfinite(p)]
     place = float(np.mean(places)) if places else MISSING_PLACE
     jumps = []
@@ -135,3 +131,16 @@ def _track_cost(track3d: np.ndarray, doubt: np.ndarray, agreed3d: np.ndarray, ag
         jumps.append(float(np.linalg.norm(track3d[end, m, k] - expected)))
     jump = float(np.mean(jumps)) if jumps else 0.0
     return doubted + PLACE_WEIGHT * place + jump / JUMP_SCALE_MM
+
+
+def own_place_residual(body: BodyModel, point: np.ndarray, agreed3d: np.ndarray,
+                       agree: np.ndarray, m: int, k: int) -> float:
+    """How badly ``point`` ``(3,)`` mm sits at keypoint ``(m, k)``'s own place on the body
+    (:meth:`~napari_behaviorvlm.pose.refine.BodyModel.place_residuals`), against the points of
+    ``agreed3d`` ``(M, K, 3)`` where ``agree`` ``(M, K)`` says two labelings agree. NaN when
+    ``point`` is missing or too few agreed partners are located."""
+    if not np.isfinite(point).all():
+        return float("nan")
+    x = np.where(agree[..., None], agreed3d, np.nan)
+    x[m, k] = point
+    return float(body.place_residuals(x)[m, k, k])

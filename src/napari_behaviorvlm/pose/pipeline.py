@@ -54,7 +54,12 @@ from napari_behaviorvlm.pose.candidates import (
 )
 from napari_behaviorvlm.pose.decoys import Decoys, find_unlabeled_points
 from napari_behaviorvlm.pose.detect_worker import DetectionWorker
-from napari_behaviorvlm.pose.directions import choose_backward
+from napari_behaviorvlm.pose.directions import (
+    DISAGREE_MM,
+    MISSING_PLACE,
+    choose_backward,
+    own_place_residual,
+)
 from napari_behaviorvlm.pose.occlusion import BodyOccluders, fit_body_occluders
 from napari_behaviorvlm.pose.reasoner import LocalReasoner, Reasoner, ViewContext, ViewExample, harmonize
 from napari_behaviorvlm.pose.refine import (
@@ -83,6 +88,13 @@ log = logging.getLogger(__name__)
 
 SETTINGS_KEY = "pose_labeling"
 BACKENDS = ("local", "vlm", "hybrid")
+# what a keypoint's labels cost when a revisit and the labels before it disagree
+# (:func:`_revisit_costs`; a doubt costs 1). Chosen on the revisits logged from the ten
+# benchmark sessions (1 and 2 mice, seeds 0-4; docs/pose-pipeline.md, *The revisit's choice,
+# keypoint by keypoint*)
+REVISIT_CLAIMED_COST = 0.5
+REVISIT_MISSING_COST = 0.75
+REVISIT_PLACE_WEIGHT = 0.25
 
 FrameSource = Callable[[int, int], np.ndarray]
 
@@ -845,15 +857,6 @@ def _unshown(res: FrameResult) -> np.ndarray:
     return res.unshown_doubt
 
 
-def _n_doubtful(res: FrameResult) -> np.ndarray:
-    """Per individual, keypoints of one frame that have a 3D point and a steering flag in some
-    view (:data:`~napari_behaviorvlm.core.pose.STEERING_FLAGS`) or a doubt without a flag
-    (returns ``(M,)`` int)."""
-    located = np.isfinite(res.points3d).all(axis=-1)
-    doubt = ((np.bitwise_or.reduce(res.flags, axis=0) & STEERING_FLAGS) > 0) | _unshown(res)
-    return (doubt & located).sum(axis=-1)
-
-
 def _table_result(poses: PoseTable, frame: int, unshown: np.ndarray | None = None
                   ) -> FrameResult:
     """One frame of a pose table as a stage-4 result."""
@@ -881,49 +884,67 @@ def _pick(first: FrameResult, second: FrameResult, take: np.ndarray) -> FrameRes
         np.where(take, _unshown(second), _unshown(first)))
 
 
-def _keep_revisit(first: FrameResult, second: FrameResult, final_pass: bool = False
-                  ) -> FrameResult | None:
-    """What a frame keeps of its two-sided revisit (None: its first labeling).
+def _keep_revisit(first: FrameResult, second: FrameResult, body: BodyModel | None,
+                  final_pass: bool = False) -> FrameResult | None:
+    """What a frame keeps of its two-sided revisit (None: its first labeling), keypoint by
+    keypoint.
 
-    Each individual keeps the revisit's labels unless they leave more of its located
-    keypoints flagged than the first labeling did (a revisit can move a right, unflagged paw
-    onto a wrong dot; it then flags it). With two mice, one can keep its revisit and the other
-    its first labeling, unless that would give one dot two names in a view; then the whole
-    frame goes by the count over both.
+    Each keypoint takes the revisit's labels (every view) unless they cost more than its
+    first labels (:func:`_revisit_costs`: a doubt, a point on a dot the other labeling gives
+    another keypoint, a point that misfits its place on the body, no point at all); a tie goes
+    to the revisit. A keypoint whose taken labels would name a dot that another keypoint
+    names in some view goes back to its first labels (:func:`_pick_without_new_sharers`).
 
     ``final_pass``: the labels in the table were revisited already, so the new ones must do
-    strictly better: they are kept only where they leave *fewer* keypoints in doubt, and a
-    keypoint the table located without doubt that the new labeling leaves without a 3D point
-    counts as a doubt (a prediction pinned from both sides can miss a paw that moved off the
-    straight line between them; losing a trusted point is no gain).
+    strictly better: a tie keeps the table's labels.
     """
-    before = _n_doubtful(first)
-    after = _n_doubtful(second)
-    if final_pass:
-        after = after + _n_dropped_trusted(first, second)
-    keep = after < before if final_pass else after <= before
-    if keep.all():
-        return second
-    if keep.any():
-        merged = _pick(first, second, np.broadcast_to(keep[:, None], first.points3d.shape[:2]))
-        if not _shares_a_dot(merged.points2d):
-            return merged
-    better = after.sum() < before.sum() if final_pass else after.sum() <= before.sum()
-    return second if better else None
+    with np.errstate(invalid="ignore"):
+        agree = vector_length(first.points3d - second.points3d) <= DISAGREE_MM
+    cost_first = _revisit_costs(first, second, agree, body)
+    cost_second = _revisit_costs(second, first, agree, body)
+    take = cost_second < cost_first if final_pass else cost_second <= cost_first
+    same = (np.isclose(first.points2d, second.points2d, rtol=0.0, atol=1e-9, equal_nan=True)
+            .all(axis=(0, 3)) & (first.flags == second.flags).all(axis=0)
+            & (_unshown(first) == _unshown(second)))
+    take &= ~same  # (the same labels and doubts: nothing to take)
+    if not take.any():
+        return None
+    merged, take = _pick_without_new_sharers(first, second, take)
+    return merged if take.any() else None
 
 
-def _n_dropped_trusted(first: FrameResult, second: FrameResult) -> np.ndarray:
-    """Per individual, keypoints ``first`` located without doubt that ``second`` leaves without
-    a 3D point (returns ``(M,)`` int)."""
-    located = np.isfinite(first.points3d).all(axis=-1)
-    doubt = ((np.bitwise_or.reduce(first.flags, axis=0) & STEERING_FLAGS) > 0) | _unshown(first)
-    lost = ~np.isfinite(second.points3d).all(axis=-1)
-    return (located & ~doubt & lost).sum(axis=-1)
+def _revisit_costs(res: FrameResult, other: FrameResult, agree: np.ndarray,
+                   body: BodyModel | None) -> np.ndarray:
+    """``(M, K)``: what each keypoint's labels in ``res`` cost against those in ``other`` (the
+    other labeling of the same frame; ``agree`` ``(M, K)``: the two points lie within
+    ``DISAGREE_MM``).
+
+    A located keypoint costs 1 for a doubt (a steering flag in some view or a doubt without a
+    flag), ``REVISIT_CLAIMED_COST`` when its point lies within ``DISAGREE_MM`` of *another*
+    keypoint's point in ``other`` (a track on a dot the other labeling gives someone else),
+    and, where the two disagree, ``REVISIT_PLACE_WEIGHT`` times how badly it sits at its own
+    place on the body among the keypoints both agree on (:func:`own_place_residual`,
+    ``MISSING_PLACE`` without enough partners). A keypoint without a 3D point costs
+    ``REVISIT_MISSING_COST``: less than a doubted point, more than a trusted one.
+    """
+    located = np.isfinite(res.points3d).all(axis=-1)
+    doubt = ((np.bitwise_or.reduce(res.flags, axis=0) & STEERING_FLAGS) > 0) | _unshown(res)
+    cost = doubt + REVISIT_CLAIMED_COST * _on_another_keypoint(res.points3d, other.points3d)
+    if body is not None:
+        for m, k in zip(*np.nonzero(located & ~agree)):
+            place = own_place_residual(body, res.points3d[m, k], res.points3d, agree, m, k)
+            cost[m, k] += REVISIT_PLACE_WEIGHT * (place if np.isfinite(place) else MISSING_PLACE)
+    return np.where(located, cost, REVISIT_MISSING_COST)
 
 
-def _shares_a_dot(points2d: np.ndarray) -> bool:
-    """Whether two labels of a view ``(C, M, K, 2)`` name the same position."""
-    return len(_dot_sharers(points2d)) > 0
+def _on_another_keypoint(points3d: np.ndarray, other3d: np.ndarray) -> np.ndarray:
+    """``(M, K)`` bool: the keypoint's point in ``points3d`` ``(M, K, 3)`` lies within
+    ``DISAGREE_MM`` of a different keypoint's point in ``other3d``."""
+    n = points3d.shape[0] * points3d.shape[1]
+    d = vector_length(points3d.reshape(n, 1, 3) - other3d.reshape(1, n, 3))
+    d[np.arange(n), np.arange(n)] = np.inf
+    with np.errstate(invalid="ignore"):
+        return (np.nan_to_num(d, nan=np.inf) <= DISAGREE_MM).any(axis=1).reshape(points3d.shape[:2])
 
 
 def _dot_sharers(points2d: np.ndarray) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -1129,7 +1150,7 @@ def _label_runs(project: Project, runs: Sequence[tuple[int, list[int]]], done: s
     def relabel_two_sided(frame: int, direction: int, within: int, final_pass: bool) -> bool:
         """Label ``frame`` again from both sides; True when the table took the new labels."""
         second, _ = runner.label_frame(frame, direction, two_sided=within, write=False)
-        res = _keep_revisit(_stored_result(runner, frame), second, final_pass)
+        res = _keep_revisit(_stored_result(runner, frame), second, runner.body, final_pass)
         if res is None:
             return False
         runner.write(frame, res)
