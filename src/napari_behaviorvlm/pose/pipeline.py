@@ -128,13 +128,14 @@ class LabelingConfig:
         two_sided_reach: Local backend, full pipeline: a frame left with a flagged model
             keypoint is labeled again once the frames up to this many after it (in the
             run's direction) are labeled, each keypoint predicted from its trusted labels on
-            both sides (:func:`predict_two_sided`) instead of from one side only. 0 = off.
+            both sides (:func:`predict_two_sided`) instead of from one side only, and kept
+            keypoint by keypoint where its labels cost no more (:func:`_keep_revisit`). 0 = off.
         final_pass_reach: Local backend, full pipeline: once the frames up to this many after
             a revisited frame are revisited too, a frame still holding a doubted model keypoint
             is labeled a last time, each keypoint predicted from its trusted labels up to this
             many frames on both sides, now that both sides hold their revisited labels (the
-            revisit saw only the first labeling of the frames after it); kept only where it
-            leaves fewer keypoints in doubt (:func:`_keep_revisit`). 0 = off.
+            revisit saw only the first labeling of the frames after it); kept keypoint by
+            keypoint where its labels cost less (:func:`_keep_revisit`). 0 = off.
         both_directions: Local backend, full pipeline, not a relabel: every stretch that the
             run's frames cover whole is labeled in both directions (by default each frame in
             one, from its nearer seed): each gap between two seed frames from both of its
