@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from napari_behaviorvlm.pose.metrics import evaluate_poses
-from napari_behaviorvlm.pose.pipeline import LabelingConfig, predict_3d, predict_two_sided, run_labeling
+from napari_behaviorvlm.pose.pipeline import (
+    LabelingConfig,
+    predict_3d,
+    predict_two_sided,
+    run_labeling,
+)
 from napari_behaviorvlm.pose.refine import BodyModel, _drop_outside_body
 from tests.pose.pose_fixtures import new_project, small_sim
 
@@ -177,7 +182,11 @@ def _frame_result(x3: np.ndarray, flagged: list[tuple[int, int]], n_cam: int = 2
 
 def test_what_a_keypoints_labels_cost_in_a_revisit():
     from napari_behaviorvlm.core.pose import Flag
-    from napari_behaviorvlm.pose.pipeline import REVISIT_CLAIMED_COST, REVISIT_MISSING_COST, _revisit_costs
+    from napari_behaviorvlm.pose.pipeline import (
+        REVISIT_CLAIMED_COST,
+        REVISIT_MISSING_COST,
+        _revisit_costs,
+    )
 
     x3 = np.arange(1 * 5 * 3, dtype=float).reshape(1, 5, 3) * 10.0
     res = _frame_result(x3, [(0, 1)], n_cam=3)
