@@ -19,12 +19,15 @@ from napari_behaviorvlm.pose.refine import (
 from tests.pose.pose_fixtures import small_sim
 
 
-def _score(sim, body, x3, params):
-    """Flags of one frame whose labels are the exact projections of ``x3`` ``(M, K, 3)`` mm."""
+def _score(sim, body, x3, params, n_views=None):
+    """Flags of one frame whose labels are the exact projections of ``x3`` ``(M, K, 3)`` mm,
+    in the first ``n_views`` views (all: None)."""
     obs = sim.calibration.project(x3)  # (C, M, K, 2)
     n_cam, n_ind, n_kp = obs.shape[:3]
     shape = (n_cam, n_ind, n_kp)
-    n_views = np.full((n_ind, n_kp), n_cam)
+    if n_views is not None:
+        obs[n_views:] = np.nan
+    n_views = np.full((n_ind, n_kp), n_cam if n_views is None else n_views)
     return score_frame(sim.calibration, sim.skeleton, obs, np.zeros(shape, bool), x3, n_views,
                        np.full(shape, 0.9), np.full(shape, 1.0), np.zeros(shape, np.uint16),
                        np.full((n_ind, n_kp, 3), np.nan), np.full((n_ind, n_kp), 10.0), params,
@@ -51,12 +54,23 @@ def test_range_residual_flags_a_consistent_wrong_track():
     assert not _score(sim, body, wrong, disabled).flags.any()
     resid = body.range_residual(wrong, params.range_spread_factor)
     assert resid[0, paw] > params.range_tolerance_mm
-    out = _score(sim, body, wrong, params)
-    assert (out.flags[:, 0, paw] & int(Flag.AMBIGUOUS)).all()
+    # seen in 2 views: flagged
+    out = _score(sim, body, wrong, params, n_views=2)
+    assert (out.flags[:2, 0, paw] & int(Flag.AMBIGUOUS)).all()
     assert not (out.flags[:, 0, paw] & int(Flag.HIGH_REPROJ_ERROR)).any()
     # the keypoints that stayed in place are not blamed for the wrong one
     others = [k for k in range(sim.skeleton.n_keypoints) if k != paw]
     assert not (out.flags[:, 0, others] & int(Flag.AMBIGUOUS)).any()
+    assert not out.unshown_doubt[0, paw]
+    # seen in more views (here all 4): a doubt the tracker holds, not shown (a pose no seed
+    # showed is out of range too), and only on the wrong one
+    out = _score(sim, body, wrong, params)
+    assert not (out.flags[:, 0, paw] & int(Flag.AMBIGUOUS)).any()
+    assert out.unshown_doubt[0, paw] == int(Flag.AMBIGUOUS)
+    assert not out.unshown_doubt[0, others].any()
+    shown = _score(sim, body, wrong, attrs.evolve(params, range_shown_max_views=4))
+    assert (shown.flags[:, 0, paw] & int(Flag.AMBIGUOUS)).all()
+    assert not shown.unshown_doubt[0, paw]
 
 
 def _predict(sim, frame):
@@ -286,7 +300,7 @@ def test_a_point_whose_labels_average_a_low_confidence_is_shown_for_review():
         n_views = np.full(shape[1:], n_cam)
         n_views[0, k] = 2
         conf = np.full(shape, 0.9)
-        conf[:, 0, k] = stage3_conf
+        conf[:, 0, k] = stage3_conf  # one value, or one per view
         human = np.zeros(shape, bool)
         human[1, 0, k] = human_view
         return score_frame(sim.calibration, sim.skeleton, obs, human, true, n_views, conf,
@@ -302,6 +316,12 @@ def test_a_point_whose_labels_average_a_low_confidence_is_shown_for_review():
     assert not int(Flag.LOW_CONFIDENCE) & STEERING_FLAGS  # shown, does not steer the run
     assert not score(0.0, attrs.evolve(params, low_confidence=0.0)).flags.any()
     assert not score(0.0, human_view=True).flags.any()  # a human label anchors the point
+    # a 2-view point is no surer than its weaker view: one hesitant view flags it, though the
+    # two views' confidences average above the threshold
+    one_hesitant = score(np.array([0.0] + [0.9] * (n_cam - 1)))
+    assert np.nanmean(one_hesitant.confidence[:2, 0, k]) > params.low_confidence
+    assert np.nanmin(one_hesitant.confidence[:2, 0, k]) < params.low_confidence
+    assert (one_hesitant.flags[:2, 0, k] == int(Flag.LOW_CONFIDENCE)).all()
 
 
 def _refine_paw_on_ear(params):

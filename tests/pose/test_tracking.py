@@ -4,6 +4,7 @@ come close (regressions of the 2-mouse identity fixes)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_behaviorvlm.pose.metrics import evaluate_poses
 from napari_behaviorvlm.pose.pipeline import (
@@ -311,12 +312,15 @@ def _labeled_with_and_without(seed: int, final_pass_reach: int = 4, **refine):
     return sim, default.poses, changed.poses
 
 
-def test_hiding_partner_place_doubts_changes_only_the_flags_shown():
-    # a right paw clearly on its own side at the left paw's place is doubted by the tracker
-    # (re-anchoring, revisit, keep check) but not flagged: the labels are those of flagging it,
-    # but for a few: a revisit merged keypoint by keypoint keeps each keypoint's flags from its
-    # own labeling, while a doubt not shown is worked out again on the merged pose
-    _, hidden, shown = _labeled_with_and_without(2, own_side_mm=np.inf)
+@pytest.mark.parametrize("shown_setting", [{"own_side_mm": np.inf},
+                                           {"range_shown_max_views": 99}])
+def test_hiding_a_doubt_changes_only_the_flags_shown(shown_setting):
+    # a right paw clearly on its own side at the left paw's place, and a point 3+ views see
+    # off the seeds' distance ranges, are doubted by the tracker (re-anchoring, revisit, keep
+    # check) but not flagged: the labels are those of flagging them, but for a few: a revisit
+    # merged keypoint by keypoint keeps each keypoint's flags from its own labeling, while a
+    # doubt not shown is worked out again on the merged pose
+    _, hidden, shown = _labeled_with_and_without(2, **shown_setting)
     same = np.isclose(hidden.points2d, shown.points2d, equal_nan=True).all(axis=-1)
     labeled = np.isfinite(shown.points2d[..., 0])
     assert (~same & labeled).sum() < 0.01 * labeled.sum()

@@ -48,10 +48,10 @@ class Flag(enum.IntFlag):
     The rules that raise them are in :mod:`napari_behaviorvlm.pose.refine` (docs:
     pose-pipeline.md, "Flags"): ``SWAP`` covers any identity doubt (left/right partner, the
     other mouse, another body part's place, the wrong side of the body); ``AMBIGUOUS`` a label
-    nothing confirms (a close call or a 2-view point away from the prediction) or a pose
-    outside the seeds' distance ranges; ``OFF_RIGID_PAIR`` a member of a rigid left/right pair
-    (the ears) away from both its partner and the body's midline; ``LOW_CONFIDENCE`` a 3D
-    point whose model labels' confidence averages low. Every flag but ``OFF_RIGID_PAIR`` and
+    nothing confirms (a close call or a 2-view point away from the prediction) or a 2-view
+    pose outside the seeds' distance ranges; ``OFF_RIGID_PAIR`` a member of a rigid left/right
+    pair (the ears) away from both its partner and the body's midline; ``LOW_CONFIDENCE`` a 3D
+    point whose model labels' confidence averages low (a 2-view point: its weaker label's). Every flag but ``OFF_RIGID_PAIR`` and
     ``LOW_CONFIDENCE`` also steers the labeling run (:data:`STEERING_FLAGS`).
     """
 

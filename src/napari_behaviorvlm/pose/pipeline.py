@@ -67,10 +67,10 @@ from napari_behaviorvlm.pose.refine import (
     FrameResult,
     RefineParams,
     nanmedian_last,
-    place_doubts,
     refine_frame,
     score_frame,
     seed_pair_distances,
+    unshown_doubts,
 )
 
 __all__ = [
@@ -676,19 +676,20 @@ class _Runner:
         poses = self.project.poses
         model = poses.source[:, frame] == int(Source.MODEL)
         steering = (poses.flags[:, frame] & STEERING_FLAGS) > 0
-        return (steering & model).any(axis=0) | self.unshown_doubt(frame)
+        return (steering & model).any(axis=0) | (self.unshown_doubt(frame) > 0)
 
     def unshown_doubt(self, frame: int) -> np.ndarray:
-        """``(M, K)`` bool: the model keypoints of a labeled frame doubted without a flag
-        (:func:`~.refine.place_doubts`), recomputed from the table, so a resumed run doubts
-        exactly what an uninterrupted one did."""
+        """``(M, K)`` uint16: the flag bits the tracker holds on the model keypoints of a
+        labeled frame without showing them (:func:`~.refine.unshown_doubts`), recomputed from
+        the table, so a resumed run doubts exactly what an uninterrupted one did."""
         if frame not in self.unshown_cache:
             poses = self.project.poses
-            unshown = np.zeros((poses.n_individuals, poses.n_keypoints), bool)
+            unshown = np.zeros((poses.n_individuals, poses.n_keypoints), np.uint16)
             if self.body is not None and self.config.use_refinement:
                 model = (poses.source[:, frame] == int(Source.MODEL)).any(axis=0)
-                unshown = place_doubts(self.project.skeleton, self.body, poses.points3d[frame],
-                                       self.config.refine)[1] & model
+                unshown = np.where(model, unshown_doubts(
+                    self.project.skeleton, self.body, poses.points3d[frame],
+                    poses.n_views[frame], self.config.refine), 0).astype(np.uint16)
             self.unshown_cache[frame] = unshown
         return self.unshown_cache[frame]
 
@@ -851,11 +852,16 @@ def _write_frame(project: Project, frame: int, res) -> None:
     poses.n_views[frame] = np.clip(res.n_views, 0, 127)
 
 
+def _unshown_bits(res: FrameResult) -> np.ndarray:
+    """``(M, K)`` uint16: the flag bits the tracker holds on a result's keypoints unshown."""
+    if res.unshown_doubt is None:
+        return np.zeros(res.points3d.shape[:2], np.uint16)
+    return res.unshown_doubt
+
+
 def _unshown(res: FrameResult) -> np.ndarray:
     """``(M, K)`` bool: the keypoints of a result the tracker doubts without a flag."""
-    if res.unshown_doubt is None:
-        return np.zeros(res.points3d.shape[:2], bool)
-    return res.unshown_doubt
+    return _unshown_bits(res) > 0
 
 
 def _table_result(poses: PoseTable, frame: int, unshown: np.ndarray | None = None
@@ -882,7 +888,7 @@ def _pick(first: FrameResult, second: FrameResult, take: np.ndarray) -> FrameRes
         np.where(take[..., None], second.points3d, first.points3d),
         np.where(take, second.n_views, first.n_views),
         second.n_changed, second.n_dropped,
-        np.where(take, _unshown(second), _unshown(first)))
+        np.where(take, _unshown_bits(second), _unshown_bits(first)))
 
 
 def _keep_revisit(first: FrameResult, second: FrameResult, body: BodyModel | None,
@@ -906,7 +912,7 @@ def _keep_revisit(first: FrameResult, second: FrameResult, body: BodyModel | Non
     take = cost_second < cost_first if final_pass else cost_second <= cost_first
     same = (np.isclose(first.points2d, second.points2d, rtol=0.0, atol=1e-9, equal_nan=True)
             .all(axis=(0, 3)) & (first.flags == second.flags).all(axis=0)
-            & (_unshown(first) == _unshown(second)))
+            & (_unshown_bits(first) == _unshown_bits(second)))
     take &= ~same  # (the same labels and doubts: nothing to take)
     if not take.any():
         return None

@@ -54,9 +54,9 @@ For one multi-view frame, given each view's stage-3 assignment:
      ``own_side_mm`` on its own side, a doubt the tracker keeps but does not show:
      :func:`place_doubts`);
    - ``LOW_CONFIDENCE`` (shown for review, does not steer the run): the model labels of a 3D
-     point average a confidence below ``low_confidence``: few views, a small disagreement
-     between them and a close call in stage 3 together, none of which a rule above flags
-     alone;
+     point average a confidence below ``low_confidence`` (a 2-view point: its weaker label):
+     few views, a small disagreement between them and a close call in stage 3 together, none
+     of which a rule above flags alone;
    - ``LOW_MODEL_CONFIDENCE``: raised by the reasoner (e.g. a model answer that failed
      validation, a failed request, or a model confidence below 0.5);
    - ``AMBIGUOUS``: a 2-view point (two views always agree with each other) that lies
@@ -66,8 +66,10 @@ For one multi-view frame, given each view's stage-3 assignment:
      ``weak_reproj_px`` off its reprojection and more than ``weak_mm`` from the prediction; or the
      keypoint's distances to all the other keypoints lie outside the seeds' ranges by more
      than ``range_tolerance_mm`` (median over its partners, less ``range_spread_factor``
-     times the ranges' median width): a track on a consistent wrong dot seen in 3+ views,
-     which no cross-view check can reject; or a point within ``decoy_mm`` of a body-attached
+     times the ranges' median width): a track on a consistent wrong dot, which no cross-view
+     check can reject (shown on a point seen in at most ``range_shown_max_views`` views;
+     on one more views confirm, mostly a pose no seed showed, a doubt the tracker holds
+     without showing it: :func:`unshown_doubts`); or a point within ``decoy_mm`` of a body-attached
      distractor (an eye's shine, :mod:`~napari_behaviorvlm.pose.decoys`) placed by the frame's
      own labels: a paw by the face that took the eye's dot in every view that sees it.
      A flagged keypoint is re-anchored on the body in the next frame (``pipeline.predict_3d``).
@@ -97,7 +99,7 @@ if TYPE_CHECKING:  # decoys.py builds on this module
     from napari_behaviorvlm.pose.decoys import Decoys
 
 __all__ = ["FrameResult", "RefineParams", "nanmedian_last", "place_doubts", "refine_frame",
-           "score_frame", "seed_pair_distances"]
+           "score_frame", "seed_pair_distances", "unshown_doubts"]
 
 HUMAN_WEIGHT = 10.0
 PARTLY_SEEN_MM = 5.0  # extra range of a keypoint pair that not every seed showed
@@ -153,6 +155,11 @@ class RefineParams:
         range_tolerance_mm: AMBIGUOUS when a keypoint's distances to the other keypoints lie
             outside the seeds' range by more than this (median over its partners).
         range_spread_factor: Allowance of the range rule per mm of the ranges' median width.
+        range_shown_max_views: The range rule is shown (AMBIGUOUS) on a point seen in at most
+            this many views; on a point more views confirm it is a doubt the tracker holds
+            without showing it (:func:`unshown_doubts`): a pose no seed showed (a paw raised
+            to groom) is out of range as a whole, and on the benchmark sessions 452 of 491
+            such points seen in 3+ views were right.
         ambiguous_mm: The small-margin rule needs the 2-view point this far from its
             prediction (a small margin near the prediction is two similar dots, both fine).
         unconfirmed_mm, unconfirmed_sigma: AMBIGUOUS when a 2-view point lies farther than
@@ -191,7 +198,9 @@ class RefineParams:
             decoys (seed-learned distractors such as the eyes' shine), placed by the frame's
             own labels (0: off).
         low_confidence: LOW_CONFIDENCE (review only) on the labels of a 3D point whose model
-            labels' confidence averages below this (0: off).
+            labels' confidence averages below this, or, for a point seen in exactly 2 views,
+            whose weaker model label's confidence is below this (two views always agree: the
+            point is no surer than its weaker view) (0: off).
     """
 
     threshold_px: float = 4.0
@@ -203,6 +212,7 @@ class RefineParams:
     side_tolerance_mm: float = 2.0
     range_tolerance_mm: float = 5.0
     range_spread_factor: float = 0.2
+    range_shown_max_views: int = 2
     ambiguous_mm: float = 6.0
     unconfirmed_mm: float = 6.0
     unconfirmed_sigma: float = 3.0
@@ -237,8 +247,8 @@ class FrameResult:
         n_views: ``(M, K)`` int.
         n_changed: Model labels changed by the hypotheses (swaps, neighbours, recovered views).
         n_dropped: Model labels removed as "missing".
-        unshown_doubt: ``(M, K)`` bool, model keypoints the tracker doubts without a flag
-            (:func:`place_doubts`); None = none.
+        unshown_doubt: ``(M, K)`` uint16, the flag bits the tracker holds on a model
+            keypoint without showing them (:func:`unshown_doubts`); None = none.
     """
 
     points2d: np.ndarray
@@ -365,8 +375,8 @@ def refine_frame(
         # an identity doubt the other rules confirm: "missing" wins (the keypoint is left
         # without a 3D point, flagged FEW_VIEWS and placed on the body in the next frame)
         kp = np.bitwise_or.reduce(out.flags, axis=0)
-        if out.unshown_doubt is not None:  # the tracker's doubt counts as SWAP here
-            kp = kp | np.where(out.unshown_doubt, int(Flag.SWAP), 0).astype(np.uint16)
+        if out.unshown_doubt is not None:  # the tracker's doubts count here as flags
+            kp = kp | out.unshown_doubt
         both = int(Flag.SWAP | Flag.AMBIGUOUS)
         doubt = (kp & both) == both
         # two views that disagree, away from the window: nothing says which view is right
@@ -545,11 +555,8 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
         kp_flags |= np.where(_on_decoy(decoys, points3d, params.decoy_mm),
                              int(Flag.AMBIGUOUS), 0).astype(np.uint16)
     if body is not None:
-        wrong_place, unshown = place_doubts(skeleton, body, points3d, params)
-        kp_flags |= np.where(wrong_place, int(Flag.SWAP), 0).astype(np.uint16)
-        spread_resid = body.range_residual(points3d, params.range_spread_factor)
-        kp_flags |= np.where(np.nan_to_num(spread_resid) > params.range_tolerance_mm,
-                             int(Flag.AMBIGUOUS), 0).astype(np.uint16)
+        shown_body, unshown = _body_doubts(skeleton, body, points3d, n_views, params)
+        kp_flags |= shown_body
         off_rigid = body.off_rigid_pair(skeleton, points3d, params.rigid_pair_mm,
                                         params.rigid_body_mm)
         kp_flags |= np.where(np.nan_to_num(off_rigid) > params.rigid_tolerance_mm,
@@ -559,7 +566,7 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
                              int(Flag.SWAP), 0).astype(np.uint16)
     unshown_doubt = None
     if body is not None:
-        unshown_doubt = unshown & (labeled & ~human).any(axis=0)
+        unshown_doubt = np.where((labeled & ~human).any(axis=0), unshown, 0).astype(np.uint16)
     any_label = labeled.any(axis=0)
     spread = np.where(labeled | ~any_label[None], kp_flags[None], 0).astype(np.uint16)
     flags |= spread
@@ -572,8 +579,9 @@ def score_frame(group: CameraGroup, skeleton: Skeleton, obs: np.ndarray, human: 
         model = labeled & ~human
         n_model = model.sum(axis=0)
         mean_conf = np.where(model, conf, 0.0).sum(axis=0) / np.maximum(n_model, 1)
+        weaker = np.where(model, conf, np.inf).min(axis=0)
         low = (n_views >= 2) & (n_model > 0) & ~human.any(axis=0)
-        low &= mean_conf < params.low_confidence
+        low &= np.where(n_views == 2, weaker, mean_conf) < params.low_confidence
         flags |= np.where(model & low[None], int(Flag.LOW_CONFIDENCE), 0).astype(np.uint16)
     conf = np.where(flags > 0, np.minimum(conf, 0.5), conf)
     conf = np.where(human, 1.0, conf)
@@ -728,6 +736,36 @@ def _swap_flags(skeleton: Skeleton, x3: np.ndarray, pred: np.ndarray, margin: fl
             for k in range(n_kp):
                 check((m1, k), (m2, k))
     return out
+
+
+def _body_doubts(skeleton: Skeleton, body: BodyModel, x3: np.ndarray, n_views: np.ndarray,
+                 params: RefineParams) -> tuple[np.ndarray, np.ndarray]:
+    """The rules on the body learned from the seeds: ``(shown, unshown)`` flag bits, ``(M, K)``
+    uint16, from the 3D points ``x3`` ``(M, K, 3)`` mm and their views ``n_views`` ``(M, K)``.
+
+    SWAP: at another keypoint's place (:func:`place_doubts`; at the left/right partner's place
+    clearly on its own side: unshown). AMBIGUOUS: the keypoint's distances to the others lie
+    outside the seeds' ranges (:meth:`BodyModel.range_residual` above ``range_tolerance_mm``;
+    seen in more than ``range_shown_max_views`` views: unshown, a pose no seed showed more
+    often than a wrong dot).
+    """
+    at_other, at_partner = place_doubts(skeleton, body, x3, params)
+    resid = body.range_residual(x3, params.range_spread_factor)
+    off_range = np.nan_to_num(resid) > params.range_tolerance_mm
+    seen_more = n_views > params.range_shown_max_views
+    swap, ambiguous = int(Flag.SWAP), int(Flag.AMBIGUOUS)
+    shown = np.where(at_other, swap, 0) | np.where(off_range & ~seen_more, ambiguous, 0)
+    unshown = np.where(at_partner, swap, 0) | np.where(off_range & seen_more, ambiguous, 0)
+    return shown.astype(np.uint16), unshown.astype(np.uint16)
+
+
+def unshown_doubts(skeleton: Skeleton, body: BodyModel, x3: np.ndarray, n_views: np.ndarray,
+                   params: RefineParams) -> np.ndarray:
+    """``(M, K)`` uint16: the flag bits the tracker holds on a keypoint without showing them
+    (the pipeline's re-anchoring, revisit and keep check, stage 4's SWAP + AMBIGUOUS drop;
+    :func:`_body_doubts`). Worked out from the 3D points and views alone, so a pose table
+    gives back the doubts its run held."""
+    return _body_doubts(skeleton, body, x3, n_views, params)[1]
 
 
 def place_doubts(skeleton: Skeleton, body: BodyModel, x3: np.ndarray, params: RefineParams
