@@ -416,10 +416,11 @@ def test_two_views_that_disagree_away_from_the_window_lose_their_labels():
     assert (out.flags[:, 0, k] == int(Flag.FEW_VIEWS)).all()
     assert out.n_dropped == 2
     # two views that agree keep the point (flagged: unconfirmed), and so does a third view
+    # (under the gate of the odd-view rule, below)
     out, k = _refine_weak_tail(params, 2, off_px=0.0)
     assert np.isfinite(out.points3d[0, k]).all() and out.n_views[0, k] == 2
     assert (out.flags[:2, 0, k] == int(Flag.AMBIGUOUS)).all()
-    out, k = _refine_weak_tail(params, 3)
+    out, k = _refine_weak_tail(params, 3, off_px=3.5)
     assert np.isfinite(out.points3d[0, k]).all() and out.n_views[0, k] == 3
     assert (out.flags[:3, 0, k] & int(Flag.AMBIGUOUS)).all()
     # an uncertain prediction (fast motion: 3 sigma = 9 mm > 7 mm) is no evidence against
@@ -427,6 +428,26 @@ def test_two_views_that_disagree_away_from_the_window_lose_their_labels():
     out, k = _refine_weak_tail(params, 2, sigma_mm=3.0)
     assert np.isfinite(out.points3d[0, k]).all() and out.n_views[0, k] == 2
     assert (out.flags[:2, 0, k] & int(Flag.AMBIGUOUS)).all()
+
+
+def test_a_view_the_other_two_of_three_reject_loses_its_label():
+    params = RefineParams()
+    moved = 7.0  # _refine_weak_tail's labels are params.weak_mm + 2 mm from the truth
+    # view 0 4.2 px off the point views 1 and 2 agree on: the fit on all three spreads the
+    # miss (no view past the 4 px RANSAC gate) and moves the point
+    off, k = _refine_weak_tail(attrs.evolve(params, odd_view_agree_px=0.0), 3, off_px=4.2)
+    assert off.n_views[0, k] == 3 and np.nanmax(off.reproj_error[:, 0, k]) < params.threshold_px
+    out, k = _refine_weak_tail(params, 3, off_px=4.2)
+    assert out.n_views[0, k] == 2 and out.n_dropped == 1
+    assert np.isnan(out.points2d[0, 0, k]).all() and np.isfinite(out.points2d[1:3, 0, k]).all()
+    sim, seeds, _ = small_sim()
+    frame = next(f for f in range(sim.n_frames) if f not in seeds)
+    target = sim.points3d[frame, 0, k] + [moved, 0.0, 0.0]  # where views 1 and 2 put it
+    assert np.linalg.norm(out.points3d[0, k] - target) < 0.01
+    assert np.linalg.norm(off.points3d[0, k] - target) > 10 * np.linalg.norm(out.points3d[0, k] - target)
+    # 5 px off: in this rig views 0 and 1 would each be the odd one out; nothing says which
+    out, k = _refine_weak_tail(params, 3, off_px=5.0)
+    assert out.n_views[0, k] == 3 and out.n_dropped == 0
 
 
 def _refine_on_missing_keypoint(params, n_mice=1, holder=(0, "paw_front_left"),

@@ -24,6 +24,8 @@ For one multi-view frame, given each view's stage-3 assignment:
    both keypoints on the wrong side of the body (:class:`BodyModel`, learned from the seeds) is
    swapped in every view. Views still above ``threshold_px`` (``flag_reproj_px`` for a point
    seen in 4+ views, which keeps 3) lose the label ("missing" wins) and the point is refit;
+   so does a model label of a 3-view point that the other two views reject
+   (``odd_view_agree_px``: :func:`_odd_view_out`);
    so does, after scoring, a keypoint flagged both SWAP and AMBIGUOUS
    (``drop_swap_ambiguous``), and a 2-view point whose views disagree away from its
    prediction (``drop_weak_max_views``: nothing says which view is right). Human labels
@@ -181,6 +183,9 @@ class RefineParams:
         drop_swap_ambiguous: A model keypoint flagged both SWAP and AMBIGUOUS loses its
             labels (an identity doubt another rule confirms; 86 % of them were > 5 mm off on
             the tuning sessions).
+        odd_view_agree_px: A point seen in exactly 3 views loses a model label more than
+            ``threshold_px`` from the point its other two views triangulate when those two
+            agree within this many px (0: off; :func:`_odd_view_out`).
         drop_weak_max_views: With ``drop_swap_ambiguous``, a weakly supported model keypoint
             (see ``weak_*``) seen in at most this many views loses its labels too (0: off).
         claim_margin_mm: A model keypoint whose 3D point lies near another keypoint's
@@ -229,6 +234,7 @@ class RefineParams:
     jump_max_views: int = 3
     drop_swap_ambiguous: bool = True
     drop_weak_max_views: int = 2
+    odd_view_agree_px: float = 0.5
     claim_margin_mm: float = 3.0
     decoy_mm: float = 5.0
     low_confidence: float = 0.4
@@ -342,6 +348,7 @@ def refine_frame(
         limit = np.where(res.n_views >= 4, params.flag_reproj_px, params.threshold_px)
         bad = (~human) & np.isfinite(res.reproj_error) & (res.reproj_error > limit[None])
         bad &= (res.n_views >= 2)[None]
+        bad |= _odd_view_out(obs, group, _weights(human, assign_conf), human, res.n_views, params)
         if bad.any():
             n_dropped = int(bad.sum())
             obs[bad] = np.nan
@@ -626,6 +633,34 @@ def _fix_identities(x3: np.ndarray, pred: np.ndarray, obs: np.ndarray, human: np
                     x3[[m1, m2], k] = x3[[m2, m1], k]
                     changed = True
     return changed
+
+
+def _odd_view_out(obs: np.ndarray, group: CameraGroup, weights: np.ndarray, human: np.ndarray,
+                  n_views: np.ndarray, params: RefineParams) -> np.ndarray:
+    """``(C, M, K)`` bool: the model labels of points seen in exactly 3 views (all RANSAC
+    inliers, ``n_views`` ``(M, K)``) that lie more than ``threshold_px`` from the point their
+    other two views triangulate, where those two agree within ``odd_view_agree_px``.
+
+    One wrong dot among three views (a view where the keypoint is hidden and a dot lies near
+    its epipolar lines) pulls the all-view fit millimetres off while no view's reprojection
+    error passes the RANSAC gate: the fit spreads the miss over the three. The two views that
+    agree win; a point where more than one view would go keeps its labels.
+    """
+    odd = np.zeros(obs.shape[:3], bool)
+    if not params.odd_view_agree_px > 0:
+        return odd
+    labeled = np.isfinite(obs[..., 0])
+    three = (labeled.sum(axis=0) == 3) & (n_views == 3)
+    for c in range(obs.shape[0]):
+        test = three & labeled[c] & ~human[c]
+        if not test.any():
+            continue
+        others = obs.copy()
+        others[c] = np.nan
+        err = reprojection_errors(triangulate(others, group, weights=weights), obs, group)
+        rest = np.delete(np.where(labeled, err, 0.0), c, axis=0).max(axis=0)
+        odd[c] = test & (err[c] > params.threshold_px) & (rest < params.odd_view_agree_px)
+    return odd & (odd.sum(axis=0) == 1)[None]
 
 
 def _retriangulate(obs: np.ndarray, group: CameraGroup, weights: np.ndarray
