@@ -650,17 +650,22 @@ def _odd_view_out(obs: np.ndarray, group: CameraGroup, weights: np.ndarray, huma
     if not params.odd_view_agree_px > 0:
         return odd
     labeled = np.isfinite(obs[..., 0])
-    three = (labeled.sum(axis=0) == 3) & (n_views == 3)
-    for c in range(obs.shape[0]):
-        test = three & labeled[c] & ~human[c]
-        if not test.any():
-            continue
-        others = obs.copy()
-        others[c] = np.nan
-        err = reprojection_errors(triangulate(others, group, weights=weights), obs, group)
-        rest = np.delete(np.where(labeled, err, 0.0), c, axis=0).max(axis=0)
-        odd[c] = test & (err[c] > params.threshold_px) & (rest < params.odd_view_agree_px)
-    return odd & (odd.sum(axis=0) == 1)[None]
+    three = (labeled.sum(axis=0) == 3) & (n_views == 3) & (labeled & ~human).any(axis=0)
+    if not three.any():
+        return odd
+    # every view left out in turn, all at once: axis 1 is the view left out
+    n_cam = obs.shape[0]
+    sub, w = obs[:, three], weights[:, three]  # (C, n, 2), (C, n)
+    left_out = np.eye(n_cam, dtype=bool)[:, :, None]  # (C, C_out, 1)
+    others = np.where(left_out[..., None], np.nan, sub[:, None])  # (C, C_out, n, 2)
+    x = triangulate(others, group, weights=np.broadcast_to(w[:, None], others.shape[:-1]))
+    err = reprojection_errors(x, np.broadcast_to(sub[:, None], others.shape), group)
+    own = np.diagonal(err, axis1=0, axis2=1).T  # (C_out, n): each view against the other two
+    rest = np.where(left_out | ~labeled[:, three][:, None], 0.0, err).max(axis=0)  # (C_out, n)
+    hit = labeled[:, three] & ~human[:, three] & (own > params.threshold_px)
+    hit &= rest < params.odd_view_agree_px
+    odd[:, three] = hit & (hit.sum(axis=0) == 1)[None]
+    return odd
 
 
 def _retriangulate(obs: np.ndarray, group: CameraGroup, weights: np.ndarray
