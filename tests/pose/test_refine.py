@@ -450,6 +450,33 @@ def test_a_view_the_other_two_of_three_reject_loses_its_label():
     assert out.n_views[0, k] == 3 and out.n_dropped == 0
 
 
+def test_the_odd_view_stays_where_another_mouse_is_near():
+    from napari_behaviorvlm.pose.refine import _odd_view_out
+
+    sim, seeds, _ = small_sim()
+    frame = next(f for f in range(sim.n_frames) if f not in seeds)
+    pose = sim.points3d[frame].astype(float)  # (1, K, 3)
+    k = sim.skeleton.index("tail_mid")
+    obs = np.full((len(sim.calibration), 2, pose.shape[1], 2), np.nan)
+    obs[:3, 0, k] = sim.calibration.project(pose)[:3, 0, k]
+    obs[0, 0, k] += [0.0, 4.2]  # views 1 and 2 agree, view 0 is the odd one (as above)
+    n_views = np.isfinite(obs[..., 0]).sum(axis=0)
+    weights, human = np.ones(obs.shape[:3]), np.zeros(obs.shape[:3], bool)
+    params = RefineParams()
+
+    def odd_with_other_mouse_at(offset_mm):
+        points3d = np.concatenate([pose, pose + [offset_mm, 0.0, 0.0]])  # (2, K, 3)
+        return _odd_view_out(obs, sim.calibration, weights, human, n_views, points3d, params)
+
+    assert odd_with_other_mouse_at(100.0)[:, 0, k].tolist() == [True, False, False, False]
+    # another mouse's keypoint 10 mm away: the two views may agree on its dot by chance
+    assert not odd_with_other_mouse_at(10.0).any()
+    assert odd_with_other_mouse_at(10.0).shape == obs.shape[:3]
+    anywhere = attrs.evolve(params, odd_view_clear_mm=0.0)
+    points3d = np.concatenate([pose, pose + [10.0, 0.0, 0.0]])
+    assert _odd_view_out(obs, sim.calibration, weights, human, n_views, points3d, anywhere)[0, 0, k]
+
+
 def _refine_on_missing_keypoint(params, n_mice=1, holder=(0, "paw_front_left"),
                                 owner=(0, "paw_front_right")):
     """Stage 4 on a frame where the ``holder`` keypoint (individual, name), hidden from every

@@ -185,7 +185,9 @@ class RefineParams:
             the tuning sessions).
         odd_view_agree_px: A point seen in exactly 3 views loses a model label more than
             ``threshold_px`` from the point its other two views triangulate when those two
-            agree within this many px (0: off; :func:`_odd_view_out`).
+            agree within this many px (0: off; :func:`_odd_view_out`) ...
+        odd_view_clear_mm: ... unless the two put it within this distance of another
+            individual's keypoint (0: everywhere).
         drop_weak_max_views: With ``drop_swap_ambiguous``, a weakly supported model keypoint
             (see ``weak_*``) seen in at most this many views loses its labels too (0: off).
         claim_margin_mm: A model keypoint whose 3D point lies near another keypoint's
@@ -235,6 +237,7 @@ class RefineParams:
     drop_swap_ambiguous: bool = True
     drop_weak_max_views: int = 2
     odd_view_agree_px: float = 0.5
+    odd_view_clear_mm: float = 20.0
     claim_margin_mm: float = 3.0
     decoy_mm: float = 5.0
     low_confidence: float = 0.4
@@ -348,7 +351,8 @@ def refine_frame(
         limit = np.where(res.n_views >= 4, params.flag_reproj_px, params.threshold_px)
         bad = (~human) & np.isfinite(res.reproj_error) & (res.reproj_error > limit[None])
         bad &= (res.n_views >= 2)[None]
-        bad |= _odd_view_out(obs, group, _weights(human, assign_conf), human, res.n_views, params)
+        bad |= _odd_view_out(obs, group, _weights(human, assign_conf), human, res.n_views,
+                             res.points3d, params)
         if bad.any():
             n_dropped = int(bad.sum())
             obs[bad] = np.nan
@@ -636,7 +640,7 @@ def _fix_identities(x3: np.ndarray, pred: np.ndarray, obs: np.ndarray, human: np
 
 
 def _odd_view_out(obs: np.ndarray, group: CameraGroup, weights: np.ndarray, human: np.ndarray,
-                  n_views: np.ndarray, params: RefineParams) -> np.ndarray:
+                  n_views: np.ndarray, points3d: np.ndarray, params: RefineParams) -> np.ndarray:
     """``(C, M, K)`` bool: the model labels of points seen in exactly 3 views (all RANSAC
     inliers, ``n_views`` ``(M, K)``) that lie more than ``threshold_px`` from the point their
     other two views triangulate, where those two agree within ``odd_view_agree_px``.
@@ -644,7 +648,10 @@ def _odd_view_out(obs: np.ndarray, group: CameraGroup, weights: np.ndarray, huma
     One wrong dot among three views (a view where the keypoint is hidden and a dot lies near
     its epipolar lines) pulls the all-view fit millimetres off while no view's reprojection
     error passes the RANSAC gate: the fit spreads the miss over the three. The two views that
-    agree win; a point where more than one view would go keeps its labels.
+    agree win; a point where more than one view would go keeps its labels, and so does one
+    whose two agreeing views put it within ``odd_view_clear_mm`` of another individual's
+    keypoint (``points3d`` ``(M, K, 3)`` mm): there two views may agree by chance on the other
+    mouse's dot.
     """
     odd = np.zeros(obs.shape[:3], bool)
     if not params.odd_view_agree_px > 0:
@@ -664,6 +671,10 @@ def _odd_view_out(obs: np.ndarray, group: CameraGroup, weights: np.ndarray, huma
     rest = np.where(left_out | ~labeled[:, three][:, None], 0.0, err).max(axis=0)  # (C_out, n)
     hit = labeled[:, three] & ~human[:, three] & (own > params.threshold_px)
     hit &= rest < params.odd_view_agree_px
+    if points3d.shape[0] > 1 and params.odd_view_clear_mm > 0:
+        others = [np.delete(points3d, m, axis=0).reshape(-1, 3) for m in np.nonzero(three)[0]]
+        near = vector_length(x[:, :, None] - np.stack(others)[None]) < params.odd_view_clear_mm
+        hit &= ~near.any(axis=-1)
     odd[:, three] = hit & (hit.sum(axis=0) == 1)[None]
     return odd
 
