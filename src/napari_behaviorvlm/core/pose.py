@@ -51,8 +51,9 @@ class Flag(enum.IntFlag):
     nothing confirms (a close call or a 2-view point away from the prediction) or a 2-view
     pose outside the seeds' distance ranges; ``OFF_RIGID_PAIR`` a member of a rigid left/right
     pair (the ears) away from both its partner and the body's midline; ``LOW_CONFIDENCE`` a 3D
-    point whose model labels' confidence averages low (a 2-view point: its weaker label's). Every flag but ``OFF_RIGID_PAIR`` and
-    ``LOW_CONFIDENCE`` also steers the labeling run (:data:`STEERING_FLAGS`).
+    point whose model labels' confidence averages low (a 2-view point: its weaker label's).
+    Every flag but ``OFF_RIGID_PAIR`` and ``LOW_CONFIDENCE`` also steers the labeling run
+    (:data:`STEERING_FLAGS`).
     """
 
     HIGH_REPROJ_ERROR = 1

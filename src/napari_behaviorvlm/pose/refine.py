@@ -71,8 +71,8 @@ For one multi-view frame, given each view's stage-3 assignment:
      times the ranges' median width): a track on a consistent wrong dot, which no cross-view
      check can reject (shown on a point seen in at most ``range_shown_max_views`` views;
      on one more views confirm, mostly a pose no seed showed, a doubt the tracker holds
-     without showing it: :func:`unshown_doubts`); or a point within ``decoy_mm`` of a body-attached
-     distractor (an eye's shine, :mod:`~napari_behaviorvlm.pose.decoys`) placed by the frame's
+     without showing it: :func:`unshown_doubts`); or a point within ``decoy_mm`` of a
+     body-attached distractor (an eye's shine, :mod:`~napari_behaviorvlm.pose.decoys`) placed by the frame's
      own labels: a paw by the face that took the eye's dot in every view that sees it.
      A flagged keypoint is re-anchored on the body in the next frame (``pipeline.predict_3d``).
 """
@@ -672,8 +672,9 @@ def _odd_view_out(obs: np.ndarray, group: CameraGroup, weights: np.ndarray, huma
     hit = labeled[:, three] & ~human[:, three] & (own > params.threshold_px)
     hit &= rest < params.odd_view_agree_px
     if points3d.shape[0] > 1 and params.odd_view_clear_mm > 0:
-        others = [np.delete(points3d, m, axis=0).reshape(-1, 3) for m in np.nonzero(three)[0]]
-        near = vector_length(x[:, :, None] - np.stack(others)[None]) < params.odd_view_clear_mm
+        other_mice = np.stack([np.delete(points3d, m, axis=0).reshape(-1, 3)
+                               for m in np.nonzero(three)[0]])  # (n, (M - 1) K, 3)
+        near = vector_length(x[:, :, None] - other_mice[None]) < params.odd_view_clear_mm
         hit &= ~near.any(axis=-1)
     odd[:, three] = hit & (hit.sum(axis=0) == 1)[None]
     return odd
