@@ -88,9 +88,11 @@ def test_a_decoy_keeps_an_uncertain_paw_off_the_eye_shine():
     ctx = _ctx(sim, [eye, paw_dot], pred, sigma)
     out = harmonize(ctx, reasoner.assign_regions(ctx, reasoner.locate_regions(ctx)))
     assert out.index[0, paw] == 0  # without the decoy the paw takes the eye's shine
+    assert not out.decoy_dots.any()
     ctx = _ctx(sim, [eye, paw_dot], pred, sigma, np.array([[104.5, 100.0]]), np.array([2.0]))
     out = harmonize(ctx, reasoner.assign_regions(ctx, reasoner.locate_regions(ctx)))
     assert out.index[0, paw] == 1
+    assert out.decoy_dots.tolist() == [True, False]  # stage 4 is told the shine is the decoy's
 
 
 def test_region_offset_does_not_slide_a_chain_by_one_dot():

@@ -527,6 +527,36 @@ def test_a_paw_on_the_other_mouses_missing_tail_goes_to_that_tail():
 
 
 
+def _refine_lost_paw_by_a_spot(decoy_dots: bool):
+    """Stage 4 on a frame where a paw hidden from every camera has no label and a bright spot
+    (an eye's shine) lies 3 mm from its prediction in every view; every other keypoint is a
+    human label. ``decoy_dots``: stage 3 gave the spot to a decoy in every view."""
+    sim, seeds, _ = small_sim()
+    frame = next(f for f in range(sim.n_frames) if f not in seeds)
+    true = sim.points3d[frame].astype(float)
+    paw = (0, sim.skeleton.index("paw_front_left"))
+    obs = sim.calibration.project(true)
+    n_cam, n_ind, n_kp = obs.shape[:3]
+    human = np.ones((n_cam, n_ind, n_kp), bool)
+    human[:, paw[0], paw[1]] = False
+    obs[:, paw[0], paw[1]] = np.nan
+    spot = sim.calibration.project((true[paw] + np.array([0.0, 3.0, 0.0]))[None])[:, 0]
+    cands = [Candidates(spot[c:c + 1], np.full(1, 100.0), np.full(1, 9.0)) for c in range(n_cam)]
+    shape = (n_cam, n_ind, n_kp)
+    out = refine_frame(sim.calibration, sim.skeleton, obs, human, cands, np.full(shape, -1),
+                       np.full(shape, 0.9), np.full(shape, 5.0), np.zeros(shape, np.uint16),
+                       true, np.full((n_ind, n_kp), 2.0), RefineParams(),
+                       decoy_dots=[np.ones(1, bool) if decoy_dots else np.zeros(1, bool)] * n_cam)
+    return out, paw
+
+
+def test_a_lost_paw_does_not_take_a_spot_stage_3_gave_to_a_decoy():
+    out, paw = _refine_lost_paw_by_a_spot(decoy_dots=False)
+    assert out.n_views[paw] >= 2  # the retry near the prediction takes the spot in every view
+    out, paw = _refine_lost_paw_by_a_spot(decoy_dots=True)
+    assert out.n_views[paw] == 0 and np.isnan(out.points3d[paw]).all()
+
+
 def test_nanmedian_last_gives_numpys_numbers():
     rng = np.random.default_rng(3)
     for shape in [(2, 13, 13), (13, 13), (7,), (4, 1)]:

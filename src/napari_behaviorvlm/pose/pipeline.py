@@ -762,7 +762,11 @@ class _Runner:
         if self.occluders is not None and pred3 is not None:
             hidden = self.occluders.hidden(group, pred3, sig3) & ~human
 
+        # per view, the candidates stage 3 gave to a decoy (stage 4 leaves them alone)
+        decoy_dots: list[np.ndarray] = [np.zeros(0, bool)] * n_cam
+
         def store(c: int, out) -> None:
+            decoy_dots[c] = out.decoy_dots
             free = ~human[c] & ~hidden[c]
             index[c][free] = out.index[free]
             obs[c][free] = out.xy[free]
@@ -804,7 +808,8 @@ class _Runner:
         def stage4():
             return refine_frame(group, self.project.skeleton, obs, human, cands, index, conf, margin,
                                 rflags, pred3, sig3, cfg.refine, use_refinement=cfg.use_refinement,
-                                body=self.body, decoys=self.decoys, hidden=hidden)
+                                body=self.body, decoys=self.decoys, hidden=hidden,
+                                decoy_dots=decoy_dots)
 
         res = stage4()
         second = getattr(self.reasoner, "second_opinion", None)

@@ -172,6 +172,8 @@ class ViewAssignment:
         confidence: ``(M, K)`` 0..1.
         margin: ``(M, K)`` cost gap to the best alternative (large = clear).
         flags: uint16 ``(M, K)`` reasoner flags (LOW_MODEL_CONFIDENCE, AMBIGUOUS).
+        decoy_dots: bool ``(N,)`` over the view's candidates: those a body-attached distractor
+            (``ViewContext.decoys``) explained better than every keypoint did.
     """
 
     index: np.ndarray
@@ -179,6 +181,7 @@ class ViewAssignment:
     confidence: np.ndarray
     margin: np.ndarray
     flags: np.ndarray
+    decoy_dots: np.ndarray = attrs.field(factory=lambda: np.zeros(0, bool))
 
 
 @runtime_checkable
@@ -462,6 +465,9 @@ def harmonize(ctx: ViewContext, answers: list[RegionAnswer]) -> ViewAssignment:
     choice = np.full(r_all, -1)
     if r:
         choice = _solved_choice(full, n)
+    decoy_dots = np.zeros(n, bool)
+    by_decoy = choice[r:]
+    decoy_dots[by_decoy[(by_decoy >= 0) & (by_decoy < n)]] = True
     choice, full, none = choice[:r], full[:r], none[:r]
     row_of = np.full((m_count, k_count), -1)
     row_of[ind, kp] = np.arange(r)
@@ -480,7 +486,7 @@ def harmonize(ctx: ViewContext, answers: list[RegionAnswer]) -> ViewAssignment:
     c = margin_confidence(margin)
     conf[ind, kp] = np.where(conf_in < c, conf_in, c)  # the smaller; a NaN input keeps c
     flags[ind, kp] = flags_in
-    return ViewAssignment(index, xy, conf, marg, flags)
+    return ViewAssignment(index, xy, conf, marg, flags, decoy_dots)
 
 
 def _decoy_costs(ctx: ViewContext) -> np.ndarray:

@@ -15,8 +15,9 @@ For one multi-view frame, given each view's stage-3 assignment:
    where a body hides it (``hidden``, :mod:`.occlusion`).
    Jumps and lost keypoints: a 3D point beyond ``max(jump_mm, 4 sigma)`` of its prediction, or
    a keypoint with no 3D point, is re-tried from the candidates nearest its reprojected
-   prediction in every view (a lost keypoint only takes dots nobody holds); if they agree in
-   >= 2 views near the prediction they replace its labels.
+   prediction in every view (a lost keypoint only takes dots nobody holds; no keypoint takes a
+   dot stage 3 gave to a decoy, ``decoy_dots``); if they agree in >= 2 views near the
+   prediction they replace its labels.
    Identities and sides: a keypoint at the predicted place of a keypoint that has no 3D point
    (of its own individual, or within 6 mm of another individual's; and ``claim_margin_mm``
    farther from its own prediction) is relabeled as that keypoint; the same keypoint of two individuals is exchanged in every view when
@@ -292,6 +293,7 @@ def refine_frame(
     body: BodyModel | None = None,
     decoys: Decoys | None = None,
     hidden: np.ndarray | None = None,
+    decoy_dots: Sequence[np.ndarray] | None = None,
 ) -> FrameResult:
     """Stage 4 for one frame (see the module docstring).
 
@@ -316,6 +318,8 @@ def refine_frame(
         decoys: Distractors learned from the seeds: a point at one is flagged AMBIGUOUS.
         hidden: ``(C, M, K)`` bool: a body hides the keypoint from the view
             (:mod:`.occlusion`): the hypotheses give it no candidate there.
+        decoy_dots: Per view, bool ``(N,)`` over its candidates: the dots stage 3 gave to a
+            decoy (an eye's shine); the neighbouring-candidate hypothesis does not take them.
     """
     params = params or RefineParams()
     n_cam, n_ind, n_kp = obs.shape[:3]
@@ -343,7 +347,7 @@ def refine_frame(
         # a trusted point that jumped away from a confident prediction: try the candidates
         # nearest the prediction in every view (the "neighbouring candidate" hypothesis in 3D)
         if _retry_jumps(group, res.points3d, obs, human, index, candidates, predicted3d,
-                        sigma3d, params, hidden):
+                        sigma3d, params, hidden, decoy_dots):
             n_changed += 1
             res = triangulate_ransac(obs, group, params.threshold_px, weights=_weights(human, assign_conf))
         # "missing" wins where a model label still does not fit a 3D point (a point seen in
@@ -410,12 +414,13 @@ def refine_frame(
 
 def _retry_jumps(group: CameraGroup, x3: np.ndarray, obs: np.ndarray, human: np.ndarray,
                  index: np.ndarray, candidates: list[Candidates], pred: np.ndarray,
-                 sigma: np.ndarray, params: RefineParams, hidden: np.ndarray | None = None
-                 ) -> bool:
+                 sigma: np.ndarray, params: RefineParams, hidden: np.ndarray | None = None,
+                 decoy_dots: Sequence[np.ndarray] | None = None) -> bool:
     """For each keypoint whose 3D point lies beyond ``max(jump_mm, 4 sigma)`` of its
     prediction, or that has no 3D point, triangulate the candidates nearest the reprojected
     prediction (for a lost keypoint: only dots nobody holds; none in a view where ``hidden``
-    ``(C, M, K)`` says a body hides it); when those agree (>= 2 inlier
+    ``(C, M, K)`` says a body hides it; never a dot stage 3 gave to a decoy, ``decoy_dots``
+    per view bool ``(N,)``); when those agree (>= 2 inlier
     views) near the prediction, they replace the keypoint's labels (and leave the keypoints
     that held them). Returns whether anything changed."""
     limit = np.maximum(params.jump_mm, 4.0 * np.nan_to_num(sigma, nan=np.inf))
@@ -439,6 +444,8 @@ def _retry_jumps(group: CameraGroup, x3: np.ndarray, obs: np.ndarray, human: np.
             d = vector_length(candidates[c].xy - p2[c])
             if lost[m, k]:  # a lost keypoint only takes a dot nobody holds
                 d[index[c][index[c] >= 0]] = np.inf
+            if decoy_dots is not None and len(decoy_dots[c]) == len(d):
+                d[decoy_dots[c]] = np.inf
             j = int(d.argmin())
             if not np.isfinite(d[j]):
                 continue
