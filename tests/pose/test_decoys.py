@@ -48,6 +48,25 @@ def test_decoys_learned_from_two_seeds_one_mirrored_follow_the_head():
     assert len(Decoys.from_seeds(poses, [points[0], np.zeros((0, 3)), np.zeros((0, 3))])) == 0
 
 
+def test_a_keypoint_some_seed_did_not_show_is_no_decoy_anchor():
+    # a paw held next to the left eye's spot in two seeds, unlabeled in the third: its distance
+    # to the ear looks steady over the two that show it, and it is nearer the spot than the
+    # back; with a seed missing it, nothing says it moves with the head
+    sim, seeds, _ = small_sim()
+    paw = sim.skeleton.index("paw_front_right")
+    base = sim.points3d[seeds[0]].astype(float)
+    base[0, paw] = _eye(base[0], sim, True) + np.array([0.0, 0.0, -10.0])  # the ear is nearer
+    poses = [base @ _rot_z(a).T + t for a, t in [(0.0, 0.0), (1.1, [30.0, -20.0, 0.0]),
+                                                 (2.5, [-40.0, 10.0, 0.0])]]
+    points = [np.array([_eye(poses[0][0], sim, True)]), np.zeros((0, 3)),
+              np.array([_eye(poses[2][0], sim, True)])]
+    shown = Decoys.from_seeds(poses, points)
+    assert len(shown) == 1 and paw in shown.anchors[0]  # every seed shows it: it is steady
+    poses[1][0, paw] = np.nan
+    decoys = Decoys.from_seeds(poses, points)
+    assert len(decoys) == 1 and paw not in decoys.anchors[0]
+
+
 def test_find_unlabeled_points_triangulates_unnamed_dots_only():
     sim, seeds, _ = small_sim()
     f = seeds[0]
@@ -93,6 +112,25 @@ def test_a_decoy_keeps_an_uncertain_paw_off_the_eye_shine():
     out = harmonize(ctx, reasoner.assign_regions(ctx, reasoner.locate_regions(ctx)))
     assert out.index[0, paw] == 1
     assert out.decoy_dots.tolist() == [True, False]  # stage 4 is told the shine is the decoy's
+
+
+def test_a_dot_a_keypoint_explains_better_is_not_the_decoys_though_it_won_it():
+    # an ear on its dot, a second dot 4 px away: the ear takes its own; the decoy takes the
+    # second, but only where its prediction explains that dot better than the ear's does is the
+    # dot the decoy's for stage 4
+    sim, _, _ = small_sim()
+    n_kp = sim.skeleton.n_keypoints
+    ear = sim.skeleton.index("ear_left")
+    pred = np.full((1, n_kp, 2), np.nan)
+    sigma = np.full((1, n_kp), 2.0)
+    pred[0, ear] = [100.0, 100.0]
+    reasoner = LocalReasoner()
+    for shine, is_decoys in [([109.0, 100.0], False), ([104.5, 100.0], True)]:
+        ctx = _ctx(sim, [[100.0, 100.0], [104.0, 100.0]], pred, sigma, np.array([shine]),
+                   np.array([2.0]))
+        out = harmonize(ctx, reasoner.assign_regions(ctx, reasoner.locate_regions(ctx)))
+        assert out.index[0, ear] == 0
+        assert out.decoy_dots.tolist() == [False, is_decoys]
 
 
 def test_region_offset_does_not_slide_a_chain_by_one_dot():

@@ -142,8 +142,10 @@ class Decoys:
         loc: list[np.ndarray] = []
         n_seeds = len(poses3d)
         flip = np.array([1.0, 1.0, -1.0])
-        _, lo, hi, _ = seed_pair_distances(poses3d)
-        spread = hi - lo  # (M, K, K) mm
+        _, lo, hi, n_seen = seed_pair_distances(poses3d)
+        # (M, K, K) mm; a pair some seed did not show has no known spread (a paw that two
+        # seeds happened to show at the same distance from an ear is no anchor)
+        spread = np.where(n_seen == n_seeds, hi - lo, np.nan)
 
         def known(m: int, order: np.ndarray, here: np.ndarray) -> bool:
             return any(i == m and (a == order).all() and np.linalg.norm(q - here) < agree_mm

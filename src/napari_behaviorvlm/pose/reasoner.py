@@ -173,7 +173,7 @@ class ViewAssignment:
         margin: ``(M, K)`` cost gap to the best alternative (large = clear).
         flags: uint16 ``(M, K)`` reasoner flags (LOW_MODEL_CONFIDENCE, AMBIGUOUS).
         decoy_dots: bool ``(N,)`` over the view's candidates: those a body-attached distractor
-            (``ViewContext.decoys``) explained better than every keypoint did.
+            (``ViewContext.decoys``) won, at a lower cost than any keypoint's for that dot.
     """
 
     index: np.ndarray
@@ -465,9 +465,13 @@ def harmonize(ctx: ViewContext, answers: list[RegionAnswer]) -> ViewAssignment:
     choice = np.full(r_all, -1)
     if r:
         choice = _solved_choice(full, n)
+    # the dots a decoy won at a lower cost than any keypoint could have had them for
     decoy_dots = np.zeros(n, bool)
-    by_decoy = choice[r:]
-    decoy_dots[by_decoy[(by_decoy >= 0) & (by_decoy < n)]] = True
+    rows = np.flatnonzero((choice[r:] >= 0) & (choice[r:] < n)) + r
+    if len(rows):
+        dots = choice[rows]
+        best_keypoint = full[:r, dots].min(axis=0)
+        decoy_dots[dots[full[rows, dots] <= best_keypoint]] = True
     choice, full, none = choice[:r], full[:r], none[:r]
     row_of = np.full((m_count, k_count), -1)
     row_of[ind, kp] = np.arange(r)
