@@ -319,7 +319,9 @@ def refine_frame(
         hidden: ``(C, M, K)`` bool: a body hides the keypoint from the view
             (:mod:`.occlusion`): the hypotheses give it no candidate there.
         decoy_dots: Per view, bool ``(N,)`` over its candidates: the dots stage 3 gave to a
-            decoy (an eye's shine); the neighbouring-candidate hypothesis does not take them.
+            decoy (an eye's shine) at a lower cost than any keypoint's
+            (:attr:`~napari_behaviorvlm.pose.reasoner.ViewAssignment.decoy_dots`); the
+            neighbouring-candidate hypothesis does not take them.
     """
     params = params or RefineParams()
     n_cam, n_ind, n_kp = obs.shape[:3]
