@@ -94,22 +94,30 @@ def _ctx(sim, cand_xy, pred, sigma, decoys=None, decoy_sigma=None) -> ViewContex
         decoys=decoys, decoy_sigma=decoy_sigma)
 
 
-def test_a_decoy_keeps_an_uncertain_paw_off_the_eye_shine():
-    sim, _, _ = small_sim()
+def _harmonize_one(sim, name: str, sigma_px: float, cand_xy, shine=None):
+    """Stage 3 on a view where only keypoint ``name`` is predicted, at (100, 100) px with
+    ``sigma_px``; ``shine``: a decoy predicted there (sigma 2 px). Returns the keypoint's index
+    and the assignment."""
     n_kp = sim.skeleton.n_keypoints
-    paw = sim.skeleton.index("paw_front_left")
+    k = sim.skeleton.index(name)
     pred = np.full((1, n_kp, 2), np.nan)
     sigma = np.full((1, n_kp), 2.0)
-    pred[0, paw] = [100.0, 100.0]
-    sigma[0, paw] = 12.0  # a re-anchored paw
-    eye, paw_dot = [104.0, 100.0], [125.0, 100.0]
+    pred[0, k] = [100.0, 100.0]
+    sigma[0, k] = sigma_px
+    decoy = (None, None) if shine is None else (np.array([shine], float), np.array([2.0]))
+    ctx = _ctx(sim, cand_xy, pred, sigma, *decoy)
     reasoner = LocalReasoner()
-    ctx = _ctx(sim, [eye, paw_dot], pred, sigma)
-    out = harmonize(ctx, reasoner.assign_regions(ctx, reasoner.locate_regions(ctx)))
+    return k, harmonize(ctx, reasoner.assign_regions(ctx, reasoner.locate_regions(ctx)))
+
+
+def test_a_decoy_keeps_an_uncertain_paw_off_the_eye_shine():
+    sim, _, _ = small_sim()
+    eye, paw_dot = [104.0, 100.0], [125.0, 100.0]
+    # a re-anchored paw (sigma 12 px)
+    paw, out = _harmonize_one(sim, "paw_front_left", 12.0, [eye, paw_dot])
     assert out.index[0, paw] == 0  # without the decoy the paw takes the eye's shine
     assert not out.decoy_dots.any()
-    ctx = _ctx(sim, [eye, paw_dot], pred, sigma, np.array([[104.5, 100.0]]), np.array([2.0]))
-    out = harmonize(ctx, reasoner.assign_regions(ctx, reasoner.locate_regions(ctx)))
+    paw, out = _harmonize_one(sim, "paw_front_left", 12.0, [eye, paw_dot], [104.5, 100.0])
     assert out.index[0, paw] == 1
     assert out.decoy_dots.tolist() == [True, False]  # stage 4 is told the shine is the decoy's
 
@@ -119,16 +127,8 @@ def test_a_dot_a_keypoint_explains_better_is_not_the_decoys_though_it_won_it():
     # second, but only where its prediction explains that dot better than the ear's does is the
     # dot the decoy's for stage 4
     sim, _, _ = small_sim()
-    n_kp = sim.skeleton.n_keypoints
-    ear = sim.skeleton.index("ear_left")
-    pred = np.full((1, n_kp, 2), np.nan)
-    sigma = np.full((1, n_kp), 2.0)
-    pred[0, ear] = [100.0, 100.0]
-    reasoner = LocalReasoner()
     for shine, is_decoys in [([109.0, 100.0], False), ([104.5, 100.0], True)]:
-        ctx = _ctx(sim, [[100.0, 100.0], [104.0, 100.0]], pred, sigma, np.array([shine]),
-                   np.array([2.0]))
-        out = harmonize(ctx, reasoner.assign_regions(ctx, reasoner.locate_regions(ctx)))
+        ear, out = _harmonize_one(sim, "ear_left", 2.0, [[100.0, 100.0], [104.0, 100.0]], shine)
         assert out.index[0, ear] == 0
         assert out.decoy_dots.tolist() == [False, is_decoys]
 
