@@ -46,19 +46,19 @@ def test_the_kernel_chosen_by_openblas_coretype_is_the_one_recorded():
 
 def _session(mice, seed, **counts):
     metrics = {"n_located": 0, "n_evaluated": 0, "n_swapped": 0, "n_swapped_flagged": 0,
-               "n_bad": 0, "n_flagged": 0,
-               "n_flagged_bad": 0, "sum_3d_error_mm": 0.0, "individual_exchange_frames": 0,
+               "n_bad": 0, "n_flagged": 0, "n_flagged_bad": 0, "n_located_bad": 0,
+               "n_located_flagged_bad": 0, "sum_3d_error_mm": 0.0, "individual_exchange_frames": 0,
                "frames_per_second": 0.0} | counts
     return {"config": {"mice": mice, "seed": seed, "blas": "test"}, "variants": {"full": metrics}}
 
 
 def test_pooling_counts_every_keypoint_once():
     a = _session(1, 0, n_located=100, n_evaluated=110, n_swapped=1, n_swapped_flagged=1,
-                 n_bad=20, n_flagged=25,
-                 n_flagged_bad=19, sum_3d_error_mm=30.0, frames_per_second=30.0)
+                 n_bad=20, n_flagged=25, n_flagged_bad=19, n_located_bad=8,
+                 n_located_flagged_bad=7, sum_3d_error_mm=30.0, frames_per_second=30.0)
     b = _session(2, 0, n_located=300, n_evaluated=320, n_swapped=9, n_swapped_flagged=5,
-                 n_bad=80, n_flagged=90,
-                 n_flagged_bad=60, sum_3d_error_mm=150.0, individual_exchange_frames=2,
+                 n_bad=80, n_flagged=90, n_flagged_bad=60, n_located_bad=12,
+                 n_located_flagged_bad=3, sum_3d_error_mm=150.0, individual_exchange_frames=2,
                  frames_per_second=20.0)
     c = _session(2, 1, n_located=100, n_evaluated=100, n_swapped=0, n_bad=0, n_flagged=5,
                  n_flagged_bad=0, sum_3d_error_mm=20.0, frames_per_second=25.0)
@@ -70,6 +70,7 @@ def test_pooling_counts_every_keypoint_once():
     assert pooled["coverage"] == pytest.approx(500 / 530)
     assert pooled["flag_recall"] == pytest.approx(79 / 100)
     assert pooled["flag_precision"] == pytest.approx(79 / 120)
+    assert pooled["located_flag_recall"] == pytest.approx(10 / 20)
     assert pooled["individual_exchange_frames"] == 2
     assert pooled["frames_per_second"] == 25.0
     table = format_sessions_table([a, b, c], {"full": pooled})
@@ -100,8 +101,8 @@ def test_the_tables_print_the_swap_rate_in_percent():
     a = _session(1, 0, n_located=2000, n_swapped=1, n_evaluated=2000, identity_swap_rate=0.0005)
     b = _session(1, 1, n_located=1000, n_swapped=1, n_evaluated=1000, identity_swap_rate=0.001)
     lines = format_sessions_table([a, b], pool_sessions([a, b])).splitlines()
-    assert lines[1].split()[-7:-5] == ["swap", "%"]
-    swap = [line.split("(")[0].split()[-6] for line in lines[2:]]  # 6th cell from the end
+    assert lines[1].split()[-8:-6] == ["swap", "%"]
+    swap = [line.split("(")[0].split()[-7] for line in lines[2:]]  # 7th cell from the end
     assert swap == ["0.05", "0.10", "0.07"]  # the pooled row: 2 / 3000
 
 

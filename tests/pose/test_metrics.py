@@ -53,3 +53,22 @@ def test_an_exchange_is_a_mouse_labeled_where_the_other_one_is_not_a_mouse_label
     poses.points3d[1, 0] = truth[1, 1]
     m = evaluate_poses(poses, skeleton, truth, np.zeros((2, n_frames, 2, n_kp, 2)), visible)
     assert m["individual_exchange_frames"] == 1
+
+
+def test_located_flag_recall_leaves_the_missing_keypoints_out():
+    skeleton = default_qd_mouse_skeleton()
+    n_frames, n_kp = 2, skeleton.n_keypoints
+    truth = np.zeros((n_frames, 1, n_kp, 3))
+    truth[..., 0] = np.arange(n_kp) * 10.0
+    visible = np.ones((2, n_frames, 1, n_kp), bool)
+    poses = PoseTable.empty(["cam0", "cam1"], n_frames, ["mouse0"], skeleton.keypoints)
+    poses.points3d[:] = truth
+    poses.points3d[0, 0, :3] = np.nan  # three missing keypoints, flagged as every missing one is
+    poses.flags[:, 0, 0, :3] = 2
+    poses.points3d[1, 0, 0] += 8.0  # two wrong 3D points, one of them flagged
+    poses.points3d[1, 0, 1] += 8.0
+    poses.flags[0, 1, 0, 0] = 1
+    m = evaluate_poses(poses, skeleton, truth, np.zeros((2, n_frames, 1, n_kp, 2)), visible)
+    assert m["n_bad"] == 5 and m["flag_recall"] == pytest.approx(4 / 5)
+    assert m["n_located_bad"] == 2 and m["n_located_flagged_bad"] == 1
+    assert m["located_flag_recall"] == pytest.approx(1 / 2)

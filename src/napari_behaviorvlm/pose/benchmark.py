@@ -243,7 +243,8 @@ def run_pose_benchmark(n_cameras: int = 6, n_frames: int = 500, n_mice: int = 1,
     return result
 
 
-_RATIO_COLUMNS = ("flag_recall", "flag_precision", "coverage", "pck_5px", "swap_flag_share")
+_RATIO_COLUMNS = ("flag_recall", "flag_precision", "located_flag_recall", "coverage", "pck_5px",
+                  "swap_flag_share")
 
 
 def _cell(values: dict[str, Any], column: str) -> str:
@@ -271,9 +272,9 @@ def format_table(result: dict[str, Any]) -> str:
              f"seed frames {cfg['seed_frames']}, BLAS {cfg.get('blas', 'unknown')}"]
     cols = ["mean_3d_error_mm", "median_3d_error_mm", "p95_3d_error_mm", "coverage", "pck_5px",
             "identity_swap_rate", "swap_flag_share", "flag_recall", "flag_precision",
-            "frames_per_second", "vlm_calls_per_view_frame"]
+            "located_flag_recall", "frames_per_second", "vlm_calls_per_view_frame"]
     short = ["mean mm", "median", "p95", "cover", "PCK5", "swap %", "swapF", "flagR", "flagP",
-             "fr/s", "calls/vf"]
+             "flagR3D", "fr/s", "calls/vf"]
     lines.append(f"{'variant':>15} " + " ".join(f"{s:>8}" for s in short))
     for name, m in result["variants"].items():
         lines.append(f"{name:>15} " + " ".join(_cell(m, c) for c in cols))
@@ -299,7 +300,7 @@ def pool_sessions(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Figures over several :func:`run_pose_benchmark` results, per variant, with every
     evaluated keypoint of every session counted once (not a mean of the sessions' ratios):
     ``mean_3d_error_mm``, ``coverage``, ``identity_swap_rate``, ``flag_recall``,
-    ``flag_precision``, ``swap_flag_share``, the summed ``individual_exchange_frames``, the median
+    ``flag_precision``, ``located_flag_recall``, ``swap_flag_share``, the summed ``individual_exchange_frames``, the median
     ``frames_per_second`` and ``sessions``. Variants missing from a session are pooled over the
     sessions that ran them."""
     pooled: dict[str, dict[str, Any]] = {}
@@ -308,7 +309,8 @@ def pool_sessions(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         runs = [r["variants"][name] for r in results if name in r["variants"]]
         total = {k: sum(m[k] for m in runs) for k in (
             "n_located", "n_evaluated", "n_swapped", "n_swapped_flagged", "n_bad", "n_flagged",
-            "n_flagged_bad", "sum_3d_error_mm", "individual_exchange_frames")}
+            "n_flagged_bad", "n_located_bad", "n_located_flagged_bad", "sum_3d_error_mm",
+            "individual_exchange_frames")}
         pooled[name] = {
             "sessions": len(runs),
             "mean_3d_error_mm": total["sum_3d_error_mm"] / total["n_located"]
@@ -320,6 +322,8 @@ def pool_sessions(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "flag_recall": total["n_flagged_bad"] / total["n_bad"] if total["n_bad"] else 1.0,
             "flag_precision": total["n_flagged_bad"] / total["n_flagged"]
             if total["n_flagged"] else 1.0,
+            "located_flag_recall": total["n_located_flagged_bad"] / total["n_located_bad"]
+            if total["n_located_bad"] else 1.0,
             "individual_exchange_frames": total["individual_exchange_frames"],
             "frames_per_second": float(np.median([m["frames_per_second"] for m in runs])),
         }
@@ -329,8 +333,9 @@ def pool_sessions(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def format_sessions_table(results: list[dict[str, Any]], pooled: dict[str, dict[str, Any]]) -> str:
     """One row per session and variant, then the pooled rows (:func:`pool_sessions`)."""
     cols = ["mean_3d_error_mm", "coverage", "identity_swap_rate", "swap_flag_share",
-            "flag_recall", "flag_precision", "individual_exchange_frames", "frames_per_second"]
-    short = ["mean mm", "cover", "swap %", "swapF", "flagR", "flagP", "exch", "fr/s"]
+            "flag_recall", "flag_precision", "located_flag_recall", "individual_exchange_frames",
+            "frames_per_second"]
+    short = ["mean mm", "cover", "swap %", "swapF", "flagR", "flagP", "flagR3D", "exch", "fr/s"]
     blas = results[0]["config"].get("blas", "unknown") if results else "unknown"
     lines = [f"bench pose, {len(results)} sessions; BLAS {blas}",
              f"{'mice':>4} {'seed':>4} {'variant':>15} " + " ".join(f"{c:>8}" for c in short)]
