@@ -19,8 +19,8 @@ import attrs
 import numpy as np
 
 from napari_behaviorvlm.geometry.camera import CameraGroup
-from napari_behaviorvlm.geometry.triangulation import triangulate
 from napari_behaviorvlm.pose.candidates import Candidates
+from napari_behaviorvlm.pose.reacquire import agreeing_points, free_dots
 from napari_behaviorvlm.pose.refine import seed_pair_distances
 
 __all__ = ["Decoys", "find_unlabeled_points"]
@@ -60,39 +60,10 @@ def find_unlabeled_points(group: CameraGroup, labels: np.ndarray, candidates: Se
     Returns:
         ``(P, 3)`` mm, one row per distinct point (supports counted, duplicates merged).
     """
-    n_cam = len(group)
-    free = []
-    for c in range(n_cam):
-        cand = candidates[c]
-        xy = cand.xy if len(cand) else np.zeros((0, 2))
-        lab = labels[c].reshape(-1, 2)
-        lab = lab[np.isfinite(lab).all(axis=1)]
-        if len(xy) and len(lab):
-            d = np.linalg.norm(xy[:, None] - lab[None], axis=2).min(axis=1)
-            xy = xy[d > label_px]
-        free.append(xy)
-    found: list[np.ndarray] = []
-    for c1 in range(n_cam):
-        for c2 in range(c1 + 1, n_cam):
-            a, b = free[c1], free[c2]
-            if not len(a) or not len(b):
-                continue
-            obs = np.full((n_cam, len(a), len(b), 2), np.nan)
-            obs[c1] = a[:, None]
-            obs[c2] = b[None]
-            x3 = triangulate(obs, group).reshape(-1, 3)
-            ok = np.isfinite(x3).all(axis=1)
-            x3 = x3[ok]
-            if not len(x3):
-                continue
-            support = np.zeros(len(x3), int)
-            for c in range(n_cam):
-                if not len(free[c]):
-                    continue
-                proj = group[c].project(x3)
-                d = np.linalg.norm(proj[:, None] - free[c][None], axis=2).min(axis=1)
-                support += d < agree_px
-            found.extend(x3[support >= min_views])
+    free = free_dots(candidates, labels, label_px)
+    xy = [candidates[c].xy[free[c]] if len(candidates[c]) else np.zeros((0, 2))
+          for c in range(len(group))]
+    found, _ = agreeing_points(group, xy, agree_px, min_views)
     out: list[np.ndarray] = []
     for p in found:
         if all(np.linalg.norm(p - q) > 2.0 for q in out):

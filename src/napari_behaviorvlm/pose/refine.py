@@ -23,7 +23,9 @@ For one multi-view frame, given each view's stage-3 assignment:
    farther from its own prediction) is relabeled as that keypoint; the same keypoint of two individuals is exchanged in every view when
    the exchange fits both predictions better by ``swap_margin_mm``; a left/right pair found with
    both keypoints on the wrong side of the body (:class:`BodyModel`, learned from the seeds) is
-   swapped in every view. Views still above ``threshold_px`` (``flag_reproj_px`` for a point
+   swapped in every view. A keypoint still without a 3D point takes a point that 4+ views'
+   free dots (held by no label) agree on where that point sits at its place on the body
+   (``reacquire_min_views``, :mod:`.reacquire`). Views still above ``threshold_px`` (``flag_reproj_px`` for a point
    seen in 4+ views, which keeps 3) lose the label ("missing" wins) and the point is refit;
    so does a model label of a 3-view point that the other two views reject
    (``odd_view_agree_px``: :func:`_odd_view_out`);
@@ -97,6 +99,7 @@ from napari_behaviorvlm.geometry.triangulation import (
 )
 from napari_behaviorvlm.geometry.vectors import vector_length
 from napari_behaviorvlm.pose.candidates import Candidates
+from napari_behaviorvlm.pose.reacquire import reacquire_lost
 
 if TYPE_CHECKING:  # decoys.py builds on this module
     from napari_behaviorvlm.pose.decoys import Decoys
@@ -209,6 +212,9 @@ class RefineParams:
             labels' confidence averages below this, or, for a point seen in exactly 2 views,
             whose weaker model label's confidence is below this (two views always agree: the
             point is no surer than its weaker view) (0: off).
+        reacquire_min_views: a lost keypoint (no 3D point) takes a 3D point that this many
+            views' free dots agree on, where it sits at the keypoint's place on the body
+            (:mod:`.reacquire`; below 2: off).
     """
 
     threshold_px: float = 4.0
@@ -242,6 +248,7 @@ class RefineParams:
     claim_margin_mm: float = 3.0
     decoy_mm: float = 5.0
     low_confidence: float = 0.4
+    reacquire_min_views: int = 4
 
 
 @attrs.define(eq=False)
@@ -376,6 +383,10 @@ def refine_frame(
             x3, n_views = _retriangulate(obs, group, _weights(human, assign_conf))
         if params.claim_margin_mm < np.inf and _give_to_missing(
                 x3, predicted3d, sigma3d, obs, human, index, params.claim_margin_mm):
+            n_changed += 1
+            x3, n_views = _retriangulate(obs, group, _weights(human, assign_conf))
+        if body is not None and reacquire_lost(group, skeleton, body, x3, obs, human, index,
+                                               candidates, params, hidden, decoy_dots):
             n_changed += 1
             x3, n_views = _retriangulate(obs, group, _weights(human, assign_conf))
         if body is not None:
@@ -956,19 +967,52 @@ class BodyModel:
         out = np.full((n_ind, n_kp, n_kp), np.nan)
         if self.min_dist is None or self.max_dist is None or self.n_seen is None:
             return out
-        spread = self.max_dist - self.min_dist + np.where(self._partly_seen(), PARTLY_SEEN_MM, 0.0)
-        tol = 1.0 + 0.5 * spread  # (M, K, K)
         eye = np.eye(n_kp, dtype=bool)
         for m in range(n_ind):
             ok = np.isfinite(x3[m]).all(axis=-1)
             d = vector_length(x3[m][:, None] - x3[m][None])  # (a, k)
-            # (a, j, k): point a as keypoint j, against partner k
-            dev = np.abs(d[:, None, :] - self.mean_dist[m][None]) / tol[m][None]
-            bad = eye[:, None, :] | eye[None, :, :] | ~ok[None, None, :]
-            dev = np.where(bad, np.nan, dev)
-            n = np.isfinite(dev).sum(axis=2)
-            out[m] = np.where((n >= min_partners) & ok[:, None], nanmedian_last(dev), np.nan)
+            # point a as keypoint j against partner k: neither a itself nor j
+            skip = eye[:, None, :] | eye[None, :, :] | ~ok[None, None, :]
+            out[m] = np.where(ok[:, None], self._place_fit(m, d, skip, min_partners), np.nan)
         return out
+
+    def point_residuals(self, x3: np.ndarray, point: np.ndarray, min_partners: int = 3,
+                        rigid_partners: int = 0) -> np.ndarray:
+        """``(M, K)``: the residual of a 3D ``point`` (mm) as each keypoint ``[m, j]`` of each
+        individual, against that individual's located keypoints in ``x3`` ``(M, K, 3)`` (the
+        measure of :meth:`place_residuals`, for a point no keypoint holds: a dot found again
+        for a lost keypoint). ``rigid_partners`` > 0: only that many located partners count,
+        those whose distance to ``j`` varied least over the seeds (a tail tip's place is its
+        distance to the tail, not to a paw). NaN with fewer than ``min_partners`` partners."""
+        n_ind, n_kp = x3.shape[:2]
+        out = np.full((n_ind, n_kp), np.nan)
+        if self.min_dist is None or self.max_dist is None or self.n_seen is None:
+            return out
+        eye = np.eye(n_kp, dtype=bool)
+        for m in range(n_ind):
+            ok = np.isfinite(x3[m]).all(axis=-1)
+            d = vector_length(x3[m] - point)[None]  # (1, k)
+            skip = eye | ~ok[None, :]  # (j, k)
+            if rigid_partners > 0:
+                spread = np.where(skip, np.inf, np.nan_to_num(self.max_dist[m] - self.min_dist[m],
+                                                              nan=np.inf))
+                rank = np.argsort(np.argsort(spread, axis=1, kind="stable"), axis=1)
+                skip = skip | (rank >= rigid_partners)
+            out[m] = self._place_fit(m, d, skip[None], min_partners)[0]
+        return out
+
+    def _place_fit(self, m: int, d: np.ndarray, skip: np.ndarray, min_partners: int
+                   ) -> np.ndarray:
+        """``(A, J)``: median over the partners ``k`` not in ``skip`` ``(A, J, K)`` of
+        ``|d[a, k] - mean_d(j, k)| / (1 mm + 0.5 spread(j, k))`` for individual ``m`` (``d``
+        ``(A, K)`` mm, distances of ``A`` points to its keypoints)."""
+        spread = self.max_dist[m] - self.min_dist[m] + np.where(self._partly_seen()[m],
+                                                                PARTLY_SEEN_MM, 0.0)
+        tol = 1.0 + 0.5 * spread  # (J, K)
+        dev = np.abs(d[:, None, :] - self.mean_dist[m][None]) / tol[None]
+        dev = np.where(skip, np.nan, dev)
+        n = np.isfinite(dev).sum(axis=2)
+        return np.where(n >= min_partners, nanmedian_last(dev), np.nan)
 
     def off_rigid_pair(self, skeleton: Skeleton, x3: np.ndarray, rigid_pair_mm: float,
                        rigid_body_mm: float) -> np.ndarray:
