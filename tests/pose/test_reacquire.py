@@ -6,7 +6,7 @@ import numpy as np
 
 from napari_behaviorvlm.core.pose import Flag
 from napari_behaviorvlm.pose.candidates import Candidates
-from napari_behaviorvlm.pose.reacquire import free_points
+from napari_behaviorvlm.pose.reacquire import MAX_FREE_DOTS, free_dots, free_points
 from napari_behaviorvlm.pose.refine import BodyModel, RefineParams, refine_frame
 from tests.pose.pose_fixtures import small_sim
 
@@ -62,6 +62,26 @@ def test_free_points_are_dots_no_label_holds_that_three_views_agree_on():
     # held dots are no free points; neither are dots only two views show
     assert len(free_points(group, cands, group.project(true), 2.0, min_views=3)) == 1
     assert len(free_points(group, cands, labels, 2.0, min_views=n_cam + 1)) == 0
+
+
+def test_a_view_full_of_faint_dots_searches_only_its_brightest():
+    # 300 faint dots per view (reflections, noise) and the tail tip's bright one: paired
+    # unbounded, the views' dots would make 15 x 300^2 points to check
+    sim, _, true = _frame()
+    group = sim.calibration
+    tip = sim.skeleton.index("tail_tip")
+    labels = group.project(true)
+    labels[:, 0, tip] = np.nan
+    rng = np.random.default_rng(1)
+    cands = []
+    for c in range(len(group)):
+        xy = np.vstack([group[c].project(true[0, tip][None]), rng.uniform(0, 480, (300, 2))])
+        peak = np.r_[200.0, rng.uniform(20, 60, 300)]
+        cands.append(Candidates(xy, peak.astype(np.float32), np.full(len(xy), 9, np.int32)))
+    free = free_dots(cands, labels, max_dots=MAX_FREE_DOTS)
+    assert all(len(f) == MAX_FREE_DOTS and 0 in f for f in free)
+    found = free_points(group, cands, labels, agree_px=2.0, min_views=len(group))
+    assert np.linalg.norm(found.points3d - true[0, tip], axis=1).min() < 0.5
 
 
 def _refine_lost(true, sim, body, lost, extra=(), params=None, n_mice=1):

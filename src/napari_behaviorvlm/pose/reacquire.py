@@ -46,6 +46,9 @@ __all__ = ["FreePoints", "agreeing_points", "free_dots", "free_points", "reacqui
 
 HELD_PX = 1.0  # a candidate this close to a label in its view is held by it
 RIGID_PARTNERS = 2  # a free point's place: its distances to the keypoint's most rigid partners
+# the brightest free dots of a view that the search pairs (the pairs grow with the square: a
+# view full of reflections must not stall a frame; the benchmark sessions have at most 10)
+MAX_FREE_DOTS = 24
 
 
 @attrs.define(eq=False)
@@ -65,10 +68,11 @@ class FreePoints:
 
 
 def free_dots(candidates: Sequence[Candidates], labels: np.ndarray, held_px: float = HELD_PX,
-              decoy_dots: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+              decoy_dots: Sequence[np.ndarray] | None = None, max_dots: int | None = None
+              ) -> list[np.ndarray]:
     """Per view, the indices of the candidates no label holds (none within ``held_px`` of a
     label in ``labels`` ``(C, M, K, 2)`` px) and no decoy won (``decoy_dots``, per view bool
-    ``(N,)``)."""
+    ``(N,)``); at most ``max_dots`` of them, the brightest (None: all)."""
     out = []
     for c, cand in enumerate(candidates):
         free = np.ones(len(cand), bool)
@@ -78,7 +82,10 @@ def free_dots(candidates: Sequence[Candidates], labels: np.ndarray, held_px: flo
             free &= vector_length(cand.xy[:, None] - lab[None]).min(axis=1) > held_px
         if decoy_dots is not None and len(decoy_dots[c]) == len(cand):
             free &= ~decoy_dots[c]
-        out.append(np.flatnonzero(free))
+        idx = np.flatnonzero(free)
+        if max_dots is not None and len(idx) > max_dots:
+            idx = np.sort(idx[np.argsort(-cand.peak[idx], kind="stable")[:max_dots]])
+        out.append(idx)
     return out
 
 
@@ -131,9 +138,10 @@ def agreeing_points(group: CameraGroup, xy: Sequence[np.ndarray], agree_px: floa
 def free_points(group: CameraGroup, candidates: Sequence[Candidates], labels: np.ndarray,
                 agree_px: float, min_views: int = 3,
                 decoy_dots: Sequence[np.ndarray] | None = None) -> FreePoints:
-    """The 3D points that ``min_views`` or more views' free dots (:func:`free_dots`) agree on
-    (:func:`agreeing_points`), each refit on its supporting dots and checked again; each dot
-    serves one point (the best supported first, then the smallest reprojection error).
+    """The 3D points that ``min_views`` or more views' free dots (:func:`free_dots`, the
+    ``MAX_FREE_DOTS`` brightest of a view) agree on (:func:`agreeing_points`), each refit on its
+    supporting dots and checked again; each dot serves one point (the best supported first, then
+    the smallest reprojection error).
 
     Args:
         group: The cameras (axis ``C``).
@@ -144,7 +152,7 @@ def free_points(group: CameraGroup, candidates: Sequence[Candidates], labels: np
         decoy_dots: Per view, bool ``(N,)``: dots a decoy won (never free).
     """
     n_cam = len(candidates)
-    free = free_dots(candidates, labels, HELD_PX, decoy_dots)
+    free = free_dots(candidates, labels, HELD_PX, decoy_dots, MAX_FREE_DOTS)
     xy = [candidates[c].xy[free[c]] for c in range(n_cam)]
     x3, pick = agreeing_points(group, xy, agree_px, min_views)
     empty = FreePoints(np.zeros((0, 3)), np.zeros((0, n_cam), int))
