@@ -300,8 +300,8 @@ def pool_sessions(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Figures over several :func:`run_pose_benchmark` results, per variant, with every
     evaluated keypoint of every session counted once (not a mean of the sessions' ratios):
     ``mean_3d_error_mm``, ``coverage``, ``identity_swap_rate``, ``flag_recall``,
-    ``flag_precision``, ``located_flag_recall``, ``swap_flag_share``, the summed ``individual_exchange_frames``, the median
-    ``frames_per_second`` and ``sessions``. Variants missing from a session are pooled over the
+    ``flag_precision``, ``located_flag_recall``, ``swap_flag_share``, the summed
+    ``individual_exchange_frames``, the median ``frames_per_second`` and ``sessions``. Variants missing from a session are pooled over the
     sessions that ran them."""
     pooled: dict[str, dict[str, Any]] = {}
     names = list(dict.fromkeys(name for r in results for name in r["variants"]))

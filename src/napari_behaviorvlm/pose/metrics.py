@@ -27,7 +27,7 @@ Definitions (``C`` cameras, ``F`` frames, ``M`` individuals, ``K`` keypoints):
 - ``located_flag_recall``: the same recall over the keypoints that have a 3D point only. A
   missing keypoint is always flagged (``FEW_VIEWS``), so ``flag_recall`` counts every one as a
   found error; this one tells how many of the wrong 3D points a reviewer is shown (on the
-  two-mouse benchmark about half of them, against 0.94 for ``flag_recall``).
+  two-mouse benchmark sessions 0.59 pooled, against 0.95 for ``flag_recall``).
 - Counts behind the ratios, to pool sessions: ``n_bad``, ``n_flagged``, ``n_flagged_bad``,
   ``n_located_bad``, ``n_located_flagged_bad``,
   ``n_located`` (evaluated with a 3D point), ``n_swapped``, ``n_swapped_flagged``, ``n_evaluated``,

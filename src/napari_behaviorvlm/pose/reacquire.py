@@ -211,7 +211,7 @@ def reacquire_lost(group: CameraGroup, skeleton: Skeleton, body: BodyModel, x3: 
             fit = res[m, k]
             if not fit <= params.identity_fit:
                 continue
-            own_side = np.inf
+            own_side = 0.0  # a keypoint without a side (the tail) has no partner to spare
             if body.side[m, k] != 0:
                 trial = x3.copy()
                 trial[m, k] = point
