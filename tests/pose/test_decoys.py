@@ -48,6 +48,39 @@ def test_decoys_learned_from_two_seeds_one_mirrored_follow_the_head():
     assert len(Decoys.from_seeds(poses, [points[0], np.zeros((0, 3)), np.zeros((0, 3))])) == 0
 
 
+def _turn(v: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
+    """``v`` turned by ``angle`` about the unit ``axis`` (Rodrigues)."""
+    return (v * np.cos(angle) + np.cross(axis, v) * np.sin(angle)
+            + axis * (axis @ v) * (1.0 - np.cos(angle)))
+
+
+def test_an_eye_rigid_to_the_ears_is_learned_while_the_head_nods():
+    # the body turns about the ear-ear axis from seed to seed (the head nods against it): the
+    # eye keeps its distances to the ears but moves ~4 mm in the frame the third anchor spans
+    sim, seeds, _ = small_sim()
+    base = sim.points3d[seeds[0]].astype(float)
+    ears = [sim.skeleton.index(n) for n in ("ear_left", "ear_right")]
+    body = [k for k in range(base.shape[1]) if k not in ears]
+    poses, points = [], []
+    for angle, nod, shift in [(0.0, 0.0, [0.0, 0.0, 0.0]), (1.1, 0.45, [30.0, -20.0, 0.0]),
+                              (2.5, -0.45, [-40.0, 10.0, 0.0])]:
+        pose = base.copy()
+        eye = _eye(pose[0], sim, True)
+        axis = pose[0, ears[0]] - pose[0, ears[1]]
+        centre = pose[0, ears].mean(axis=0)
+        for k in body:
+            pose[0, k] = centre + _turn(pose[0, k] - centre, axis / np.linalg.norm(axis), nod)
+        poses.append(pose @ _rot_z(angle).T + shift)
+        points.append((eye @ _rot_z(angle).T + shift)[None])
+    assert len(Decoys.from_seeds(poses, points, loose_mm=3.0)) == 0  # the frame alone: no match
+    decoys = Decoys.from_seeds(poses, points)
+    assert len(decoys) == 1 and set(ears) <= set(decoys.anchors[0])
+    pred, _ = decoys.predict(poses[0], np.full(base.shape[:2], 2.0))
+    assert np.linalg.norm(pred[0] - points[0][0]) < 3.0
+    # a loose match in one other seed only is no decoy (chance points near the head match so)
+    assert len(Decoys.from_seeds(poses, [points[0], points[1], np.zeros((0, 3))])) == 0
+
+
 def test_a_keypoint_some_seed_did_not_show_is_no_decoy_anchor():
     # a paw held next to the left eye's spot in two seeds, unlabeled in the third: its distance
     # to the ear looks steady over the two that show it, and it is nearer the spot than the

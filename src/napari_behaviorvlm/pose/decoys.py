@@ -5,8 +5,9 @@ sits ~10 mm in front of the ears and triangulates consistently across views, so 
 check can reject it, and a paw or an ear whose prediction comes near it takes it. The seed
 frames show such spots: candidates that no seed label names but that agree in 3D over at least
 ``min_views`` views. A spot found at the same place relative to its nearest keypoints in at
-least two seeds is a *decoy*; for every later frame its 3D position is predicted from those
-keypoints' predicted positions, and stage 3 (:func:`~napari_behaviorvlm.pose.reasoner.harmonize`)
+least two seeds (or, the head nodding against the neck, at the same distances to the ears in
+every seed: :meth:`Decoys.from_seeds`) is a *decoy*; for every later frame its 3D position is
+predicted from those keypoints' predicted positions, and stage 3 (:func:`~napari_behaviorvlm.pose.reasoner.harmonize`)
 lets it compete for the candidates like a keypoint whose answer is discarded: a dot is taken
 by a keypoint only when that keypoint explains it better than the decoy does.
 """
@@ -19,6 +20,7 @@ import attrs
 import numpy as np
 
 from napari_behaviorvlm.geometry.camera import CameraGroup
+from napari_behaviorvlm.geometry.vectors import vector_length
 from napari_behaviorvlm.pose.candidates import Candidates
 from napari_behaviorvlm.pose.reacquire import agreeing_points, free_dots
 from napari_behaviorvlm.pose.refine import seed_pair_distances
@@ -91,13 +93,21 @@ class Decoys:
     @classmethod
     def from_seeds(cls, poses3d: Sequence[np.ndarray], points: Sequence[np.ndarray],
                    mirror: Sequence[int] | None = None, near_mm: float = 25.0,
-                   agree_mm: float = 3.0) -> Decoys:
+                   agree_mm: float = 3.0, loose_mm: float = 8.0) -> Decoys:
         """Decoys from the seeds' 3D poses and their unlabeled 3D points.
 
-        A point is a decoy when another seed shows a point at the same place in the frame of
-        its 3 nearest keypoints, or at the mirror image (the frame of the left/right partners
-        of those keypoints, ``mirror``): one eye's shine confirms the other's. Both the decoy
-        and its mirror image are kept.
+        A point is a decoy when the other seeds show a point at the same place relative to its
+        3 anchors (the nearest keypoint and the two that keep the steadiest distance to it over
+        the seeds), or at the mirror image (relative to the left/right partners of those
+        anchors, ``mirror``): one eye's shine confirms the other's. The same place: the
+        distances to the first two anchors (the ears, to which an eye is rigid) agree within
+        ``agree_mm``, and the position in the anchors' frame within ``agree_mm`` in one other
+        seed, or within ``loose_mm`` in every other seed. The third anchor, the neck, turns as
+        the head nods: the simulator's true eyes lie up to 3.6 mm from their mean place in that
+        frame over one session's seeds while their distances to the ears vary by 1.1 mm at
+        most; a loose match in only one other seed also admits chance points near the head
+        (two dots of two views that happen to agree). Both the decoy and its mirror image are
+        kept.
 
         Args:
             poses3d: Per seed, ``(M, K, 3)`` mm.
@@ -106,7 +116,10 @@ class Decoys:
                 None: no mirror images.
             near_mm: A point farther than this from every keypoint of an individual is not
                 attached to it (floor reflections, lamp spots).
-            agree_mm: The same decoy in two seeds lies this close in its anchors' frame.
+            agree_mm: The same decoy in two seeds lies this close to its first two anchors'
+                distances, and in its anchors' frame this close ...
+            loose_mm: ... or this close in every other seed (a point this close to a decoy
+                already learned is that decoy).
         """
         ind: list[int] = []
         anc: list[np.ndarray] = []
@@ -118,63 +131,77 @@ class Decoys:
         # seeds happened to show at the same distance from an ear is no anchor)
         spread = np.where(n_seen == n_seeds, hi - lo, np.nan)
 
-        def known(m: int, order: np.ndarray, here: np.ndarray) -> bool:
-            return any(i == m and (a == order).all() and np.linalg.norm(q - here) < agree_mm
+        def known(m: int, order: np.ndarray, here: np.ndarray, within_mm: float) -> bool:
+            return any(i == m and (a == order).all() and np.linalg.norm(q - here) < within_mm
                        for i, a, q in zip(ind, anc, loc))
 
-        def found_in(s2: int, m: int, order: np.ndarray, here: np.ndarray) -> np.ndarray | None:
-            fr2 = _frame(poses3d[s2][m, order])
-            if fr2 is None or not len(points[s2]):
-                return None
+        def found_in(s2: int, m: int, order: np.ndarray, here: np.ndarray, pose: np.ndarray
+                     ) -> tuple[np.ndarray | None, np.ndarray | None]:
+            """The point of seed ``s2`` at ``here`` in the frame of ``order`` (on ``pose``, the
+            seed that found it), in that frame: the nearest within ``agree_mm``, and the nearest
+            within ``loose_mm`` at the same distances to the first two anchors (None: none)."""
+            fr, fr2 = _frame(pose[m, order]), _frame(poses3d[s2][m, order])
+            if fr is None or fr2 is None or not len(points[s2]):
+                return None, None
             local2 = (points[s2] - fr2[0]) @ fr2[1].T
             dd = np.linalg.norm(local2 - here, axis=1)
-            return local2[int(dd.argmin())] if dd.min() < agree_mm else None
+            close = local2[int(dd.argmin())] if dd.min() < agree_mm else None
+            to_anchors = vector_length(fr[0] + here @ fr[1] - pose[m, order[:2]])  # (2,)
+            rigid = vector_length(points[s2][:, None] - poses3d[s2][m, order[:2]][None])
+            ok = (np.abs(rigid - to_anchors).max(axis=1) < agree_mm) & (dd < loose_mm)
+            loose = local2[np.flatnonzero(ok)[int(np.argmin(dd[ok]))]] if ok.any() else None
+            return close, loose
 
-        for s in range(n_seeds):
-            pose = poses3d[s]
-            for p in points[s]:
-                d = np.linalg.norm(pose - p, axis=-1)  # (M, K)
-                if not np.isfinite(d).any() or np.nanmin(d) > near_mm:
-                    continue
-                m = int(np.nanargmin(np.nanmin(d, axis=1)))
-                # anchors: the nearest keypoint and the two that keep the steadiest distance
-                # to it over the seeds (the other ear, not a paw that came near the face)
-                k0 = int(np.nanargmin(d[m]))
-                score = spread[m, k0] + 0.1 * d[m]
-                score[k0] = -np.inf
-                order = np.argsort(np.nan_to_num(score, nan=np.inf))[:3]
-                if not np.isfinite(d[m, order]).all() or not np.isfinite(score[order[1:]]).all():
-                    continue
-                fr = _frame(pose[m, order])
-                if fr is None:
-                    continue
-                here = (p - fr[0]) @ fr[1].T
-                if known(m, order, here):
-                    continue  # already learned from an earlier seed
-                mirrored = None if mirror is None else np.asarray(mirror)[order]
-                # confirmed by another seed: the same local position (or its mirror image)
-                # holds one of its points
-                seen = [here]
-                for s2 in range(n_seeds):
-                    if s2 == s:
+        # the decoys a close match confirms first, then those only a loose one does
+        for strict in (True, False):
+            for s in range(n_seeds):
+                pose = poses3d[s]
+                for p in points[s]:
+                    d = np.linalg.norm(pose - p, axis=-1)  # (M, K)
+                    if not np.isfinite(d).any() or np.nanmin(d) > near_mm:
                         continue
-                    q = found_in(s2, m, order, here)
-                    if q is not None:
-                        seen.append(q)
-                    elif mirrored is not None:
-                        q = found_in(s2, m, mirrored, here * flip)
-                        if q is not None:
-                            seen.append(q * flip)
-                if len(seen) < 2:
-                    continue
-                mean = np.mean(seen, axis=0)
-                ind.append(m)
-                anc.append(order)
-                loc.append(mean)
-                if mirrored is not None and not known(m, mirrored, mean * flip):
+                    m = int(np.nanargmin(np.nanmin(d, axis=1)))
+                    # anchors: the nearest keypoint and the two that keep the steadiest distance
+                    # to it over the seeds (the other ear, not a paw that came near the face)
+                    k0 = int(np.nanargmin(d[m]))
+                    score = spread[m, k0] + 0.1 * d[m]
+                    score[k0] = -np.inf
+                    order = np.argsort(np.nan_to_num(score, nan=np.inf))[:3]
+                    if not np.isfinite(d[m, order]).all() or not np.isfinite(score[order[1:]]).all():
+                        continue
+                    fr = _frame(pose[m, order])
+                    if fr is None:
+                        continue
+                    here = (p - fr[0]) @ fr[1].T
+                    within = agree_mm if strict else loose_mm
+                    if known(m, order, here, within):
+                        continue  # already learned
+                    mirrored = None if mirror is None else np.asarray(mirror)[order]
+                    # confirmed by the other seeds: the same place (or its mirror image) holds
+                    # one of their points
+                    close, loose = [here], [here]
+                    for s2 in range(n_seeds):
+                        if s2 == s:
+                            continue
+                        found = found_in(s2, m, order, here, pose)
+                        image = (None, None) if mirrored is None else \
+                            found_in(s2, m, mirrored, here * flip, pose)
+                        for kept, at, mirrored_at in zip((close, loose), found, image):
+                            if at is not None:
+                                kept.append(at)
+                            elif mirrored_at is not None:
+                                kept.append(mirrored_at * flip)
+                    seen = close if strict else loose
+                    if len(seen) < (2 if strict else n_seeds):
+                        continue
+                    mean = np.mean(seen, axis=0)
                     ind.append(m)
-                    anc.append(mirrored)
-                    loc.append(mean * flip)
+                    anc.append(order)
+                    loc.append(mean)
+                    if mirrored is not None and not known(m, mirrored, mean * flip, within):
+                        ind.append(m)
+                        anc.append(mirrored)
+                        loc.append(mean * flip)
         if not ind:
             return cls()
         return cls(np.array(ind, int), np.array(anc, int), np.array(loc, float))
