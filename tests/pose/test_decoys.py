@@ -77,8 +77,11 @@ def test_an_eye_rigid_to_the_ears_is_learned_while_the_head_nods():
     assert len(decoys) == 1 and set(ears) <= set(decoys.anchors[0])
     pred, _ = decoys.predict(poses[0], np.full(base.shape[:2], 2.0))
     assert np.linalg.norm(pred[0] - points[0][0]) < 3.0
-    # a loose match in one other seed only is no decoy (chance points near the head match so)
-    assert len(Decoys.from_seeds(poses, [points[0], points[1], np.zeros((0, 3))])) == 0
+    # two seeds are enough; a spot 2 mm farther from the ears in the other is not the same
+    assert len(Decoys.from_seeds(poses, [points[0], points[1], np.zeros((0, 3))])) == 1
+    ear = poses[1][0, ears[0]]
+    away = points[1][0] + 2.0 * (points[1][0] - ear) / np.linalg.norm(points[1][0] - ear)
+    assert len(Decoys.from_seeds(poses, [points[0], away[None], np.zeros((0, 3))])) == 0
 
 
 def test_a_keypoint_some_seed_did_not_show_is_no_decoy_anchor():

@@ -5,8 +5,8 @@ sits ~10 mm in front of the ears and triangulates consistently across views, so 
 check can reject it, and a paw or an ear whose prediction comes near it takes it. The seed
 frames show such spots: candidates that no seed label names but that agree in 3D over at least
 ``min_views`` views. A spot found at the same place relative to its nearest keypoints in at
-least two seeds (or, the head nodding against the neck, at the same distances to the ears in
-every seed: :meth:`Decoys.from_seeds`) is a *decoy*; for every later frame its 3D position is
+least two seeds (or, the head nodding against the neck, at the same distances to the ears:
+:meth:`Decoys.from_seeds`) is a *decoy*; for every later frame its 3D position is
 predicted from those keypoints' predicted positions, and stage 3 (:func:`~napari_behaviorvlm.pose.reasoner.harmonize`)
 lets it compete for the candidates like a keypoint whose answer is discarded: a dot is taken
 by a keypoint only when that keypoint explains it better than the decoy does.
@@ -93,21 +93,20 @@ class Decoys:
     @classmethod
     def from_seeds(cls, poses3d: Sequence[np.ndarray], points: Sequence[np.ndarray],
                    mirror: Sequence[int] | None = None, near_mm: float = 25.0,
-                   agree_mm: float = 3.0, loose_mm: float = 8.0) -> Decoys:
+                   agree_mm: float = 3.0, loose_mm: float = 8.0, rigid_mm: float = 1.0
+                   ) -> Decoys:
         """Decoys from the seeds' 3D poses and their unlabeled 3D points.
 
         A point is a decoy when the other seeds show a point at the same place relative to its
         3 anchors (the nearest keypoint and the two that keep the steadiest distance to it over
         the seeds), or at the mirror image (relative to the left/right partners of those
-        anchors, ``mirror``): one eye's shine confirms the other's. The same place: the
-        distances to the first two anchors (the ears, to which an eye is rigid) agree within
-        ``agree_mm``, and the position in the anchors' frame within ``agree_mm`` in one other
-        seed, or within ``loose_mm`` in every other seed. The third anchor, the neck, turns as
+        anchors, ``mirror``): one eye's shine confirms the other's. The same place: within
+        ``agree_mm`` in the anchors' frame; or, for a spot no decoy covers yet, at the same
+        distances to the first two anchors (the ears, to which an eye is rigid) within
+        ``rigid_mm`` and within ``loose_mm`` in the frame. The third anchor, the neck, turns as
         the head nods: the simulator's true eyes lie up to 3.6 mm from their mean place in that
         frame over one session's seeds while their distances to the ears vary by 1.1 mm at
-        most; a loose match in only one other seed also admits chance points near the head
-        (two dots of two views that happen to agree). Both the decoy and its mirror image are
-        kept.
+        most. Both the decoy and its mirror image are kept.
 
         Args:
             poses3d: Per seed, ``(M, K, 3)`` mm.
@@ -116,10 +115,9 @@ class Decoys:
                 None: no mirror images.
             near_mm: A point farther than this from every keypoint of an individual is not
                 attached to it (floor reflections, lamp spots).
-            agree_mm: The same decoy in two seeds lies this close to its first two anchors'
-                distances, and in its anchors' frame this close ...
-            loose_mm: ... or this close in every other seed (a point this close to a decoy
-                already learned is that decoy).
+            agree_mm: The same decoy in two seeds lies this close in its anchors' frame ...
+            loose_mm, rigid_mm: ... or this close, at distances to its first two anchors this
+                close (a spot within ``loose_mm`` of a decoy already learned is that decoy).
         """
         ind: list[int] = []
         anc: list[np.ndarray] = []
@@ -139,7 +137,8 @@ class Decoys:
                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
             """The point of seed ``s2`` at ``here`` in the frame of ``order`` (on ``pose``, the
             seed that found it), in that frame: the nearest within ``agree_mm``, and the nearest
-            within ``loose_mm`` at the same distances to the first two anchors (None: none)."""
+            within ``loose_mm`` at the same distances to the first two anchors, within
+            ``rigid_mm`` (None: none)."""
             fr, fr2 = _frame(pose[m, order]), _frame(poses3d[s2][m, order])
             if fr is None or fr2 is None or not len(points[s2]):
                 return None, None
@@ -148,7 +147,7 @@ class Decoys:
             close = local2[int(dd.argmin())] if dd.min() < agree_mm else None
             to_anchors = vector_length(fr[0] + here @ fr[1] - pose[m, order[:2]])  # (2,)
             rigid = vector_length(points[s2][:, None] - poses3d[s2][m, order[:2]][None])
-            ok = (np.abs(rigid - to_anchors).max(axis=1) < agree_mm) & (dd < loose_mm)
+            ok = (np.abs(rigid - to_anchors).max(axis=1) < rigid_mm) & (dd < loose_mm)
             loose = local2[np.flatnonzero(ok)[int(np.argmin(dd[ok]))]] if ok.any() else None
             return close, loose
 
@@ -177,8 +176,8 @@ class Decoys:
                     if known(m, order, here, within):
                         continue  # already learned
                     mirrored = None if mirror is None else np.asarray(mirror)[order]
-                    # confirmed by the other seeds: the same place (or its mirror image) holds
-                    # one of their points
+                    # confirmed by another seed: the same place (or its mirror image) holds one
+                    # of its points
                     close, loose = [here], [here]
                     for s2 in range(n_seeds):
                         if s2 == s:
@@ -192,7 +191,7 @@ class Decoys:
                             elif mirrored_at is not None:
                                 kept.append(mirrored_at * flip)
                     seen = close if strict else loose
-                    if len(seen) < (2 if strict else n_seeds):
+                    if len(seen) < 2:
                         continue
                     mean = np.mean(seen, axis=0)
                     ind.append(m)
