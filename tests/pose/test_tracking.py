@@ -341,8 +341,9 @@ def test_hiding_a_doubt_changes_only_the_flags_shown(seed, shown_setting):
 def test_an_ear_off_its_rigid_pair_is_flagged_for_review_without_steering_the_run():
     from napari_behaviorvlm.core.pose import Flag
 
-    # without the final pass: on this short session it fixes the ear the flag is about
-    sim, flagged, off = _labeled_with_and_without(4, final_pass_reach=0, rigid_tolerance_mm=np.inf)
+    # without the final pass: on this short session it fixes the ear the flag is about (a
+    # session where an ear leaves its rigid pair: seed 4's did until its eyes' shine was learned)
+    sim, flagged, off = _labeled_with_and_without(7, final_pass_reach=0, rigid_tolerance_mm=np.inf)
     rigid = (flagged.flags & int(Flag.OFF_RIGID_PAIR)) > 0
     assert rigid.any() and not (off.flags & int(Flag.OFF_RIGID_PAIR)).any()
     ears = [sim.skeleton.index("ear_left"), sim.skeleton.index("ear_right")]
