@@ -6,9 +6,9 @@ check can reject it, and a paw or an ear whose prediction comes near it takes it
 frames show such spots: candidates that no seed label names but that agree in 3D over at least
 ``min_views`` views. A spot found at the same place relative to its nearest keypoints in at
 least two seeds (or, the head nodding against the neck, at the same distances to the ears:
-:meth:`Decoys.from_seeds`) is a *decoy*; for every later frame its 3D position is
-predicted from those keypoints' predicted positions, and stage 3 (:func:`~napari_behaviorvlm.pose.reasoner.harmonize`)
-lets it compete for the candidates like a keypoint whose answer is discarded: a dot is taken
+:meth:`Decoys.from_seeds`) is a *decoy*; for every later frame its 3D position is predicted
+from those keypoints' predicted positions, and stage 3
+(:func:`~napari_behaviorvlm.pose.reasoner.harmonize`) lets it compete for the candidates like a keypoint whose answer is discarded: a dot is taken
 by a keypoint only when that keypoint explains it better than the decoy does.
 """
 
@@ -97,7 +97,7 @@ class Decoys:
                    ) -> Decoys:
         """Decoys from the seeds' 3D poses and their unlabeled 3D points.
 
-        A point is a decoy when the other seeds show a point at the same place relative to its
+        A point is a decoy when another seed shows a point at the same place relative to its
         3 anchors (the nearest keypoint and the two that keep the steadiest distance to it over
         the seeds), or at the mirror image (relative to the left/right partners of those
         anchors, ``mirror``): one eye's shine confirms the other's. The same place: within
@@ -133,23 +133,24 @@ class Decoys:
             return any(i == m and (a == order).all() and np.linalg.norm(q - here) < within_mm
                        for i, a, q in zip(ind, anc, loc))
 
-        def found_in(s2: int, m: int, order: np.ndarray, here: np.ndarray, pose: np.ndarray
-                     ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        def found_in(s2: int, m: int, order: np.ndarray, here: np.ndarray, pose: np.ndarray,
+                     strict: bool) -> np.ndarray | None:
             """The point of seed ``s2`` at ``here`` in the frame of ``order`` (on ``pose``, the
-            seed that found it), in that frame: the nearest within ``agree_mm``, and the nearest
-            within ``loose_mm`` at the same distances to the first two anchors, within
-            ``rigid_mm`` (None: none)."""
+            seed that found it), in that frame (None: none): the nearest within ``agree_mm``
+            (``strict``), or the nearest within ``loose_mm`` at the same distances to the first
+            two anchors, within ``rigid_mm``."""
             fr, fr2 = _frame(pose[m, order]), _frame(poses3d[s2][m, order])
             if fr is None or fr2 is None or not len(points[s2]):
-                return None, None
+                return None
             local2 = (points[s2] - fr2[0]) @ fr2[1].T
             dd = np.linalg.norm(local2 - here, axis=1)
-            close = local2[int(dd.argmin())] if dd.min() < agree_mm else None
-            to_anchors = vector_length(fr[0] + here @ fr[1] - pose[m, order[:2]])  # (2,)
-            rigid = vector_length(points[s2][:, None] - poses3d[s2][m, order[:2]][None])
-            ok = (np.abs(rigid - to_anchors).max(axis=1) < rigid_mm) & (dd < loose_mm)
-            loose = local2[np.flatnonzero(ok)[int(np.argmin(dd[ok]))]] if ok.any() else None
-            return close, loose
+            if strict:
+                ok = dd < agree_mm
+            else:
+                to_anchors = vector_length(fr[0] + here @ fr[1] - pose[m, order[:2]])  # (2,)
+                rigid = vector_length(points[s2][:, None] - poses3d[s2][m, order[:2]][None])
+                ok = (np.abs(rigid - to_anchors).max(axis=1) < rigid_mm) & (dd < loose_mm)
+            return local2[np.flatnonzero(ok)[int(np.argmin(dd[ok]))]] if ok.any() else None
 
         # the decoys a close match confirms first, then those only a loose one does
         for strict in (True, False):
@@ -166,7 +167,8 @@ class Decoys:
                     score = spread[m, k0] + 0.1 * d[m]
                     score[k0] = -np.inf
                     order = np.argsort(np.nan_to_num(score, nan=np.inf))[:3]
-                    if not np.isfinite(d[m, order]).all() or not np.isfinite(score[order[1:]]).all():
+                    if not (np.isfinite(d[m, order]).all()
+                            and np.isfinite(score[order[1:]]).all()):
                         continue
                     fr = _frame(pose[m, order])
                     if fr is None:
@@ -178,19 +180,17 @@ class Decoys:
                     mirrored = None if mirror is None else np.asarray(mirror)[order]
                     # confirmed by another seed: the same place (or its mirror image) holds one
                     # of its points
-                    close, loose = [here], [here]
+                    seen = [here]
                     for s2 in range(n_seeds):
                         if s2 == s:
                             continue
-                        found = found_in(s2, m, order, here, pose)
-                        image = (None, None) if mirrored is None else \
-                            found_in(s2, m, mirrored, here * flip, pose)
-                        for kept, at, mirrored_at in zip((close, loose), found, image):
-                            if at is not None:
-                                kept.append(at)
-                            elif mirrored_at is not None:
-                                kept.append(mirrored_at * flip)
-                    seen = close if strict else loose
+                        q = found_in(s2, m, order, here, pose, strict)
+                        if q is not None:
+                            seen.append(q)
+                        elif mirrored is not None:
+                            q = found_in(s2, m, mirrored, here * flip, pose, strict)
+                            if q is not None:
+                                seen.append(q * flip)
                     if len(seen) < 2:
                         continue
                     mean = np.mean(seen, axis=0)
