@@ -84,6 +84,42 @@ def test_an_eye_rigid_to_the_ears_is_learned_while_the_head_nods():
     assert len(Decoys.from_seeds(poses, [points[0], away[None], np.zeros((0, 3))])) == 0
 
 
+def test_the_eyes_of_a_nodding_lopsided_head_confirm_each_other_past_a_paw_at_the_face():
+    # the left eye's spot shows in seed 0, the right one's in seed 1 only; the head nods
+    # between the seeds, and a front paw at the face keeps its distance to the left ear within
+    # 1 mm while it circles the ear: by the seeds' spreads alone it would be the steadiest
+    # third anchor
+    sim, seeds, _ = small_sim()
+    base = sim.points3d[seeds[0]].astype(float)
+    ears = [sim.skeleton.index(n) for n in ("ear_left", "ear_right")]
+    paw, neck = sim.skeleton.index("paw_front_left"), sim.skeleton.index("back_front")
+    body = [k for k in range(base.shape[1]) if k not in ears]
+    poses, points = [], []
+    for i, (angle, nod, shift) in enumerate([(0.0, 0.0, [0.0, 0.0, 0.0]),
+                                             (1.1, 0.45, [30.0, -20.0, 0.0]),
+                                             (2.5, -0.45, [-40.0, 10.0, 0.0])]):
+        pose = base.copy()
+        eye = _eye(pose[0], sim, left=i != 1)
+        axis = pose[0, ears[0]] - pose[0, ears[1]]
+        centre = pose[0, ears].mean(axis=0)
+        for k in body:
+            pose[0, k] = centre + _turn(pose[0, k] - centre, axis / np.linalg.norm(axis), nod)
+        pose[0, paw] = pose[0, ears[0]] + (12.0 + 0.5 * i) * np.array([np.cos(2 * i), np.sin(2 * i), 0])
+        poses.append(pose @ _rot_z(angle).T + shift)
+        points.append((eye @ _rot_z(angle).T + shift)[None] if i < 2 else np.zeros((0, 3)))
+    # no head is symmetric: the simulated one's right eye lies ~1 mm farther from the left ear
+    # than its left eye from the right ear
+    to_ears = [np.linalg.norm(points[i][0] - poses[i][0, ears], axis=1) for i in (0, 1)]
+    assert 1.0 < np.abs(to_ears[0] - to_ears[1][::-1]).max() < 1.5
+    mirror = sim.skeleton.mirror_index()
+    assert len(Decoys.from_seeds(poses, points, mirror, mirror_rigid_mm=1.0)) == 0
+    decoys = Decoys.from_seeds(poses, points, mirror)
+    assert len(decoys) == 2  # the left eye and its mirror image
+    assert {tuple(sorted(a)) for a in decoys.anchors} == {tuple(sorted(ears + [neck]))}
+    pred, _ = decoys.predict(poses[0], np.full(base.shape[:2], 2.0))
+    assert np.linalg.norm(pred - points[0][0], axis=-1).min() < 3.0
+
+
 def test_a_keypoint_some_seed_did_not_show_is_no_decoy_anchor():
     # a paw held next to the left eye's spot in two seeds, unlabeled in the third: its distance
     # to the ear looks steady over the two that show it, and it is nearer the spot than the

@@ -93,31 +93,37 @@ class Decoys:
     @classmethod
     def from_seeds(cls, poses3d: Sequence[np.ndarray], points: Sequence[np.ndarray],
                    mirror: Sequence[int] | None = None, near_mm: float = 25.0,
-                   agree_mm: float = 3.0, loose_mm: float = 8.0, rigid_mm: float = 1.0
-                   ) -> Decoys:
+                   agree_mm: float = 3.0, loose_mm: float = 8.0, rigid_mm: float = 1.0,
+                   mirror_rigid_mm: float = 1.5) -> Decoys:
         """Decoys from the seeds' 3D poses and their unlabeled 3D points.
 
         A point is a decoy when another seed shows a point at the same place relative to its
-        3 anchors (the nearest keypoint and the two that keep the steadiest distance to it over
-        the seeds), or at the mirror image (relative to the left/right partners of those
-        anchors, ``mirror``): one eye's shine confirms the other's. The same place: within
-        ``agree_mm`` in the anchors' frame; or, for a spot no decoy covers yet, at the same
-        distances to the first two anchors (the ears, to which an eye is rigid) within
-        ``rigid_mm`` and within ``loose_mm`` in the frame. The third anchor, the neck, turns as
-        the head nods: the simulator's true eyes lie up to 3.6 mm from their mean place in that
-        frame over one session's seeds while their distances to the ears vary by 1.1 mm at
-        most. Both the decoy and its mirror image are kept.
+        3 anchors (the nearest keypoint, the one that keeps the steadiest distance to it over
+        the seeds, and the steadiest keypoint of the body's midline, ``mirror``), or at the
+        mirror image (relative to the left/right partners of those anchors): one eye's shine
+        confirms the other's. The same place: within ``agree_mm`` in the anchors' frame; or,
+        for a spot no decoy covers yet, at the same distances to the first two anchors (the
+        ears, to which an eye is rigid) within ``rigid_mm`` (``mirror_rigid_mm`` for the mirror
+        image, the other ear's distance for one ear's: no head is symmetric, and the
+        simulator's eyes differ from their mirror images by up to 2 mm) and within ``loose_mm``
+        in the frame. The third anchor, the neck, turns as the head nods: the simulator's true
+        eyes lie up to 3.6 mm from their mean place in that frame over one session's seeds
+        while their distances to the ears vary by 1.1 mm at most. It is taken from the midline
+        because three seeds can show a front paw at one distance from an ear by chance (1.0 mm
+        apart on a benchmark session), and a frame spanned by a paw follows nothing. Both the
+        decoy and its mirror image are kept.
 
         Args:
             poses3d: Per seed, ``(M, K, 3)`` mm.
             points: Per seed, ``(P, 3)`` mm from :func:`find_unlabeled_points`.
             mirror: ``(K,)`` left/right partner of every keypoint (itself on the midline);
-                None: no mirror images.
+                None: no mirror images, and any keypoint may be the third anchor.
             near_mm: A point farther than this from every keypoint of an individual is not
                 attached to it (floor reflections, lamp spots).
             agree_mm: The same decoy in two seeds lies this close in its anchors' frame ...
             loose_mm, rigid_mm: ... or this close, at distances to its first two anchors this
                 close (a spot within ``loose_mm`` of a decoy already learned is that decoy).
+            mirror_rigid_mm: ``rigid_mm`` for a mirror image.
         """
         ind: list[int] = []
         anc: list[np.ndarray] = []
@@ -128,28 +134,28 @@ class Decoys:
         # (M, K, K) mm; a pair some seed did not show has no known spread (a paw that two
         # seeds happened to show at the same distance from an ear is no anchor)
         spread = np.where(n_seen == n_seeds, hi - lo, np.nan)
+        midline = None if mirror is None else np.asarray(mirror) == np.arange(len(mirror))
 
         def known(m: int, order: np.ndarray, here: np.ndarray, within_mm: float) -> bool:
             return any(i == m and (a == order).all() and np.linalg.norm(q - here) < within_mm
                        for i, a, q in zip(ind, anc, loc))
 
-        def found_in(s2: int, m: int, order: np.ndarray, here: np.ndarray, pose: np.ndarray,
-                     strict: bool) -> np.ndarray | None:
-            """The point of seed ``s2`` at ``here`` in the frame of ``order`` (on ``pose``, the
-            seed that found it), in that frame (None: none): the nearest within ``agree_mm``
-            (``strict``), or the nearest within ``loose_mm`` at the same distances to the first
-            two anchors, within ``rigid_mm``."""
-            fr, fr2 = _frame(pose[m, order]), _frame(poses3d[s2][m, order])
-            if fr is None or fr2 is None or not len(points[s2]):
+        def found_in(s2: int, m: int, order: np.ndarray, here: np.ndarray, strict: bool,
+                     to_anchors: np.ndarray, rigid: float) -> np.ndarray | None:
+            """The point of seed ``s2`` at ``here`` in the frame of ``order``, in that frame
+            (None: none): the nearest within ``agree_mm`` (``strict``), or the nearest within
+            ``loose_mm`` whose distances to the first two anchors differ from ``to_anchors``
+            ``(2,)`` mm by less than ``rigid``."""
+            fr2 = _frame(poses3d[s2][m, order])
+            if fr2 is None or not len(points[s2]):
                 return None
             local2 = (points[s2] - fr2[0]) @ fr2[1].T
             dd = np.linalg.norm(local2 - here, axis=1)
             if strict:
                 ok = dd < agree_mm
             else:
-                to_anchors = vector_length(fr[0] + here @ fr[1] - pose[m, order[:2]])  # (2,)
-                rigid = vector_length(points[s2][:, None] - poses3d[s2][m, order[:2]][None])
-                ok = (np.abs(rigid - to_anchors).max(axis=1) < rigid_mm) & (dd < loose_mm)
+                dist = vector_length(points[s2][:, None] - poses3d[s2][m, order[:2]][None])
+                ok = (np.abs(dist - to_anchors).max(axis=1) < rigid) & (dd < loose_mm)
             return local2[np.flatnonzero(ok)[int(np.argmin(dd[ok]))]] if ok.any() else None
 
         # the decoys a close match confirms first, then those only a loose one does
@@ -161,19 +167,25 @@ class Decoys:
                     if not np.isfinite(d).any() or np.nanmin(d) > near_mm:
                         continue
                     m = int(np.nanargmin(np.nanmin(d, axis=1)))
-                    # anchors: the nearest keypoint and the two that keep the steadiest distance
-                    # to it over the seeds (the other ear, not a paw that came near the face)
+                    # anchors: the nearest keypoint, the one that keeps the steadiest distance
+                    # to it over the seeds (the other ear, not a paw that came near the face),
+                    # and the steadiest of the body's midline (three seeds can show a paw at
+                    # one distance from an ear by chance: 1.0 mm apart)
                     k0 = int(np.nanargmin(d[m]))
                     score = spread[m, k0] + 0.1 * d[m]
                     score[k0] = -np.inf
-                    order = np.argsort(np.nan_to_num(score, nan=np.inf))[:3]
+                    order = np.argsort(np.nan_to_num(score, nan=np.inf))[:2]
+                    third = score.copy() if midline is None else np.where(midline, score, np.nan)
+                    third[order] = np.nan
+                    order = np.append(order, np.argmin(np.nan_to_num(third, nan=np.inf)))
                     if not (np.isfinite(d[m, order]).all()
-                            and np.isfinite(score[order[1:]]).all()):
+                            and np.isfinite(score[order[1]]) and np.isfinite(third[order[2]])):
                         continue
                     fr = _frame(pose[m, order])
                     if fr is None:
                         continue
                     here = (p - fr[0]) @ fr[1].T
+                    to_anchors = vector_length(p - pose[m, order[:2]])  # (2,) mm
                     within = agree_mm if strict else loose_mm
                     if known(m, order, here, within):
                         continue  # already learned
@@ -184,11 +196,12 @@ class Decoys:
                     for s2 in range(n_seeds):
                         if s2 == s:
                             continue
-                        q = found_in(s2, m, order, here, pose, strict)
+                        q = found_in(s2, m, order, here, strict, to_anchors, rigid_mm)
                         if q is not None:
                             seen.append(q)
                         elif mirrored is not None:
-                            q = found_in(s2, m, mirrored, here * flip, pose, strict)
+                            q = found_in(s2, m, mirrored, here * flip, strict, to_anchors,
+                                         mirror_rigid_mm)
                             if q is not None:
                                 seen.append(q * flip)
                     if len(seen) < 2:
