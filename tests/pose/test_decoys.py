@@ -120,6 +120,21 @@ def test_the_eyes_of_a_nodding_lopsided_head_confirm_each_other_past_a_paw_at_th
     assert np.linalg.norm(pred - points[0][0], axis=-1).min() < 3.0
 
 
+def test_a_skeleton_without_a_midline_still_anchors_its_decoys():
+    # every keypoint paired left/right (a user's skeleton may name no midline keypoint): the
+    # third anchor comes from the whole body, as without ``mirror``
+    sim, seeds, _ = small_sim()
+    base = sim.points3d[seeds[0]].astype(float)
+    poses = [base @ _rot_z(a).T + t for a, t in [(0.0, 0.0), (1.1, [30.0, -20.0, 0.0]),
+                                                 (2.5, [-40.0, 10.0, 0.0])]]
+    points = [np.array([_eye(p[0], sim, True)]) for p in poses]
+    paired = np.arange(base.shape[1]) ^ 1
+    decoys = Decoys.from_seeds(poses, points, paired)
+    assert len(decoys) >= 1
+    pred, _ = decoys.predict(poses[0], np.full(base.shape[:2], 2.0))
+    assert np.linalg.norm(pred - points[0][0], axis=-1).min() < 1.0
+
+
 def test_a_keypoint_some_seed_did_not_show_is_no_decoy_anchor():
     # a paw held next to the left eye's spot in two seeds, unlabeled in the third: its distance
     # to the ear looks steady over the two that show it, and it is nearer the spot than the

@@ -99,9 +99,9 @@ class Decoys:
 
         A point is a decoy when another seed shows a point at the same place relative to its
         3 anchors (the nearest keypoint, the one that keeps the steadiest distance to it over
-        the seeds, and the steadiest keypoint of the body's midline, ``mirror``), or at the
-        mirror image (relative to the left/right partners of those anchors): one eye's shine
-        confirms the other's. The same place: within ``agree_mm`` in the anchors' frame; or,
+        the seeds, and the steadiest keypoint of the body's midline, ``mirror``, if it has
+        one), or at the mirror image (relative to the left/right partners of those anchors):
+        one eye's shine confirms the other's. The same place: within ``agree_mm`` in the anchors' frame; or,
         for a spot no decoy covers yet, at the same distances to the first two anchors (the
         ears, to which an eye is rigid) within ``rigid_mm`` (``mirror_rigid_mm`` for the mirror
         image, the other ear's distance for one ear's: no head is symmetric, and the
@@ -175,8 +175,10 @@ class Decoys:
                     score = spread[m, k0] + 0.1 * d[m]
                     score[k0] = -np.inf
                     order = np.argsort(np.nan_to_num(score, nan=np.inf))[:2]
-                    third = score.copy() if midline is None else np.where(midline, score, np.nan)
+                    third = score.copy()
                     third[order] = np.nan
+                    if midline is not None and np.isfinite(third[midline]).any():
+                        third[~midline] = np.nan
                     order = np.append(order, np.argmin(np.nan_to_num(third, nan=np.inf)))
                     if not (np.isfinite(d[m, order]).all()
                             and np.isfinite(score[order[1]]) and np.isfinite(third[order[2]])):
