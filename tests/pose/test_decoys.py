@@ -104,7 +104,8 @@ def test_the_eyes_of_a_nodding_lopsided_head_confirm_each_other_past_a_paw_at_th
         centre = pose[0, ears].mean(axis=0)
         for k in body:
             pose[0, k] = centre + _turn(pose[0, k] - centre, axis / np.linalg.norm(axis), nod)
-        pose[0, paw] = pose[0, ears[0]] + (12.0 + 0.5 * i) * np.array([np.cos(2 * i), np.sin(2 * i), 0])
+        circling = np.array([np.cos(2.0 * i), np.sin(2.0 * i), 0.0])
+        pose[0, paw] = pose[0, ears[0]] + (12.0 + 0.5 * i) * circling
         poses.append(pose @ _rot_z(angle).T + shift)
         points.append((eye @ _rot_z(angle).T + shift)[None] if i < 2 else np.zeros((0, 3)))
     # no head is symmetric: the simulated one's right eye lies ~1 mm farther from the left ear

@@ -101,17 +101,17 @@ class Decoys:
         3 anchors (the nearest keypoint, the one that keeps the steadiest distance to it over
         the seeds, and the steadiest keypoint of the body's midline, ``mirror``, if it has
         one), or at the mirror image (relative to the left/right partners of those anchors):
-        one eye's shine confirms the other's. The same place: within ``agree_mm`` in the anchors' frame; or,
-        for a spot no decoy covers yet, at the same distances to the first two anchors (the
-        ears, to which an eye is rigid) within ``rigid_mm`` (``mirror_rigid_mm`` for the mirror
-        image, the other ear's distance for one ear's: no head is symmetric, and the
-        simulator's eyes differ from their mirror images by up to 2 mm) and within ``loose_mm``
-        in the frame. The third anchor, the neck, turns as the head nods: the simulator's true
-        eyes lie up to 3.6 mm from their mean place in that frame over one session's seeds
-        while their distances to the ears vary by 1.1 mm at most. It is taken from the midline
-        because three seeds can show a front paw at one distance from an ear by chance (1.0 mm
-        apart on a benchmark session), and a frame spanned by a paw follows nothing. Both the
-        decoy and its mirror image are kept.
+        one eye's shine confirms the other's. The same place: within ``agree_mm`` in the
+        anchors' frame; or, for a spot no decoy covers yet, at the same distances to the first
+        two anchors (the ears, to which an eye is rigid) within ``rigid_mm``
+        (``mirror_rigid_mm`` for the mirror image, the other ear's distance for one ear's: no
+        head is symmetric, and the simulator's eyes differ from their mirror images by up to
+        2 mm) and within ``loose_mm`` in the frame. The third anchor, the neck, turns as the
+        head nods: the simulator's true eyes lie up to 3.6 mm from their mean place in that
+        frame over one session's seeds while their distances to the ears vary by 1.1 mm at
+        most. It is taken from the midline because three seeds can show a front paw at one
+        distance from an ear by chance (1.0 mm apart on a benchmark session), and a frame
+        spanned by a paw follows nothing. Both the decoy and its mirror image are kept.
 
         Args:
             poses3d: Per seed, ``(M, K, 3)`` mm.
