@@ -8,8 +8,9 @@ frames show such spots: candidates that no seed label names but that agree in 3D
 least two seeds (or, the head nodding against the neck, at the same distances to the ears:
 :meth:`Decoys.from_seeds`) is a *decoy*; for every later frame its 3D position is predicted
 from those keypoints' predicted positions, and stage 3
-(:func:`~napari_behaviorvlm.pose.reasoner.harmonize`) lets it compete for the candidates like a keypoint whose answer is discarded: a dot is taken
-by a keypoint only when that keypoint explains it better than the decoy does.
+(:func:`~napari_behaviorvlm.pose.reasoner.harmonize`) lets it compete for the candidates like a
+keypoint whose answer is discarded: a dot is taken by a keypoint only when that keypoint explains
+it better than the decoy does.
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ class Decoys:
         # (M, K, K) mm; a pair some seed did not show has no known spread (a paw that two
         # seeds happened to show at the same distance from an ear is no anchor)
         spread = np.where(n_seen == n_seeds, hi - lo, np.nan)
-        midline = None if mirror is None else np.asarray(mirror) == np.arange(len(mirror))
+        partner = None if mirror is None else np.asarray(mirror)
+        midline = None if partner is None else partner == np.arange(len(partner))
 
         def known(m: int, order: np.ndarray, here: np.ndarray, within_mm: float) -> bool:
             return any(i == m and (a == order).all() and np.linalg.norm(q - here) < within_mm
@@ -191,7 +193,7 @@ class Decoys:
                     within = agree_mm if strict else loose_mm
                     if known(m, order, here, within):
                         continue  # already learned
-                    mirrored = None if mirror is None else np.asarray(mirror)[order]
+                    mirrored = None if partner is None else partner[order]
                     # confirmed by another seed: the same place (or its mirror image) holds one
                     # of its points
                     seen = [here]
